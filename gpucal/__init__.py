@@ -1,0 +1,49 @@
+"""gpucal: GPU-accelerated calibration of JWST infrared-detector ramps.
+
+Every public function takes ``backend="gpu" | "cpu" | "auto"``; the CuPy kernels and the
+numpy fallback (package ``cpu_fallback``) give identical output.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .backend import get_backend, gpu_available, set_backend
+from .errors import BackendUnavailableError, FileFormatError, GpucalError, InputError
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "BackendUnavailableError",
+    "FileFormatError",
+    "GpucalError",
+    "InputError",
+    "Ramp",
+    "RampFitResult",
+    "RateProduct",
+    "FitOptProduct",
+    "ramp_fit",
+    "get_backend",
+    "gpu_available",
+    "set_backend",
+    "__version__",
+]
+
+
+def __getattr__(name: str):
+    # Heavier modules load on first use so `import gpucal` stays fast.
+    if name == "Ramp":
+        from .ramp import Ramp
+
+        return Ramp
+    if name in ("RampFitResult", "RateProduct", "FitOptProduct"):
+        from . import products
+
+        return getattr(products, name)
+    if name == "ramp_fit":
+        from .ramp_fit import ramp_fit
+
+        return ramp_fit
+    raise AttributeError(f"module 'gpucal' has no attribute {name!r}")

@@ -1,0 +1,17 @@
+"""Exceptions raised by gpucal. Each names the problem it reports."""
+
+
+class GpucalError(Exception):
+    """Base class of every error gpucal raises on purpose."""
+
+
+class BackendUnavailableError(GpucalError, RuntimeError):
+    """The requested backend cannot run here (CuPy missing, no device, driver error)."""
+
+
+class InputError(GpucalError, ValueError):
+    """Input arrays or metadata are unusable (shape, dtype, value)."""
+
+
+class FileFormatError(InputError):
+    """A file is not the JWST product (or reference file) that was expected."""
