@@ -43,7 +43,7 @@ def __getattr__(name: str):
 
         return getattr(products, name)
     if name == "ramp_fit":
-        from .ramp_fit import ramp_fit
+        from .ramp_fitting import ramp_fit
 
         return ramp_fit
     raise AttributeError(f"module 'gpucal' has no attribute {name!r}")
