@@ -68,7 +68,8 @@ def group_flags(fp: FitParams, groupdq: np.ndarray) -> np.ndarray:
     """
     nints, _, npix = groupdq.shape
     window = groupdq[:, fp.g_first : fp.g_first + fp.ngroups, :]
-    flags = np.ascontiguousarray(window.transpose(1, 0, 2)).reshape(fp.ngroups, nints * npix)
+    # a copy, always: the flags are modified below and the input must stay untouched
+    flags = np.array(window.transpose(1, 0, 2), order="C", copy=True).reshape(fp.ngroups, nints * npix)
     if fp.suppress:
         n_good = np.zeros((nints, npix), dtype=np.int32)
         for k in range(fp.ngroups_raw):
@@ -288,10 +289,14 @@ class SegmentFit:
     weight: np.ndarray
 
 
-def fit_segment(fp: FitParams, values: np.ndarray, st: IntegStats, ramps: np.ndarray, start: np.ndarray,
-                seglen: np.ndarray, gain: np.ndarray, rnoise: np.ndarray, dark: np.ndarray,
+def fit_segment(fp: FitParams, values: np.ndarray, values_nan0: np.ndarray, st: IntegStats, ramps: np.ndarray,
+                start: np.ndarray, seglen: np.ndarray, gain: np.ndarray, rnoise: np.ndarray, dark: np.ndarray,
                 median: np.ndarray, weight_table: np.ndarray) -> SegmentFit:
-    """Fit the segments ``[start, start+seglen)`` of ``ramps`` (sections 6.2-6.4)."""
+    """Fit the segments ``[start, start+seglen)`` of ``ramps`` (sections 6.2-6.4).
+
+    The segments of one call end at the same group. ``values_nan0`` is ``values`` with
+    NaN replaced by 0, as the weighted sums read them.
+    """
     zeros = np.zeros(ramps.shape, dtype=np.float64)
     f = SegmentFit(*(zeros.copy() for _ in range(8)))
 
@@ -321,26 +326,35 @@ def fit_segment(fp: FitParams, values: np.ndarray, st: IntegStats, ramps: np.nda
         r, s, n = ramps[long_], start[long_], seglen[long_]
         g, rn = gain[long_], rnoise[long_]
         snr = segment_snr(values[s, r], values[s + n - 1, r], rn, g)
-        offset = weight_table_offset(snr_power_index(snr), n, fp.ngroups)
+        power_index = snr_power_index(snr)
         invrn2 = 1.0 / (rn * rn)
-        sumw = np.zeros(r.shape)
-        sumx = np.zeros(r.shape)
-        sumxx = np.zeros(r.shape)
-        sumy = np.zeros(r.shape)
-        sumxy = np.zeros(r.shape)
-        for j in range(int(n.max())):
-            active = j < n
-            jj = np.where(active, j, 0)
-            weight = weight_table[offset + jj].astype(np.float64) * invrn2
-            xval = float(j) + s.astype(np.float64)
-            data = values[s + jj, r]
-            data = np.where(np.isnan(data), 0.0, data)
-            xwt = xval * weight
-            sumw += np.where(active, weight, 0.0)
-            sumx += np.where(active, xwt, 0.0)
-            sumxx += np.where(active, xval * xwt, 0.0)
-            sumy += np.where(active, data * weight, 0.0)
-            sumxy += np.where(active, data * xwt, 0.0)
+        sumw, sumx, sumxx, sumy, sumxy = (np.zeros(r.shape) for _ in range(5))
+        # The segments of one call end at the same group, so those with the same start
+        # share their length: loop over starts (usually one), then over the groups.
+        for s0 in np.unique(s):
+            same = s == s0
+            every = bool(same.all())
+            rows = r if every else r[same]
+            n0 = int(n[same][0])
+            pick = slice(None) if every else same
+            weights_by_power = weight_table[weight_table_offset(np.arange(6), n0, fp.ngroups)[None, :]
+                                            + np.arange(n0)[:, None]].astype(np.float64)
+            w_cols = weights_by_power[:, power_index[pick]]  # (n0, len(rows))
+            all_ramps = rows.size == values.shape[1]  # rows are then 0..nramps-1 in order
+            seg_values = values_nan0[s0 : s0 + n0] if all_ramps else values_nan0[s0 : s0 + n0, rows]
+            inv = invrn2[pick]
+            sw, sx, sxx, sy, sxy = (np.zeros(rows.shape) for _ in range(5))
+            for j in range(n0):
+                weight = w_cols[j] * inv
+                xval = float(j) + float(s0)
+                data = seg_values[j]
+                xwt = xval * weight
+                sw += weight
+                sx += xwt
+                sxx += xval * xwt
+                sy += data * weight
+                sxy += data * xwt
+            sumw[pick], sumx[pick], sumxx[pick], sumy[pick], sumxy[pick] = sw, sx, sxx, sy, sxy
         den = sumw * sumxx - sumx * sumx
         num = sumw * sumxy - sumx * sumy
         invden = 1.0 / den
@@ -444,10 +458,11 @@ def _fit_block(fp, data, groupdq, pixeldq, gain, sigma_r, dark, zeroframe, weigh
     invvar_e = np.zeros(nramps)
     slope_num = np.zeros(nramps)
     nsegs = np.zeros(nramps, dtype=np.int64)
+    values_nan0 = np.where(np.isnan(values), 0.0, values)
     segments, longest, n_runs = kept_segments(flags & _NOT_PERSISTENCE, fit_mask)
     for ramps, start, seglen in segments:
-        f = fit_segment(fp, values, st, ramps, start, seglen, g_r[ramps], rn_r[ramps], dark_r[ramps],
-                        median_r[ramps], weight_table)
+        f = fit_segment(fp, values, values_nan0, st, ramps, start, seglen, g_r[ramps], rn_r[ramps],
+                        dark_r[ramps], median_r[ramps], weight_table)
         invvar_r[ramps] += 1.0 / f.var_r
         invvar_p[ramps] += np.where(f.var_p > 0.0, 1.0 / f.var_p, 0.0)
         invvar_e[ramps] += 1.0 / f.var_e
