@@ -1,0 +1,135 @@
+"""Write rate/rateints and fit-output products in the jwst datamodels FITS layout.
+
+rate (ImageModel) / rateints (CubeModel): primary header, SCI (DN/s), ERR (DN/s),
+DQ (uint32), VAR_POISSON and VAR_RNOISE (DN^2/s^2), DQ_DEF table.
+fitopt (RampFitOutputModel): SLOPE, SIGSLOPE, YINT, SIGYINT, PEDESTAL, WEIGHTS, CRMAG,
+VAR_POISSON, VAR_RNOISE. Validation runs before the file is opened; writing is atomic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from astropy.io import fits
+
+from .atomic import atomic_write
+from .fits_meta import dq_def_hdu, primary_header
+
+if TYPE_CHECKING:
+    from ..products import FitOptProduct, RateProduct
+
+logger = logging.getLogger(__name__)
+
+RATE_UNIT = "DN/s"
+VAR_UNIT = "DN^2/s^2"
+
+
+def _image(name: str, data: np.ndarray, unit: str | None = None) -> fits.ImageHDU:
+    # Floats go in as a big-endian copy: astropy would otherwise byteswap the caller's
+    # array in place while writing. Unsigned integers are copied by astropy (BZERO).
+    if data.dtype.kind == "f":
+        data = data.astype(data.dtype.newbyteorder(">"), copy=True)
+    else:
+        data = np.asarray(data, dtype=data.dtype.newbyteorder("="))
+    hdu = fits.ImageHDU(data=data, name=name)
+    if unit is not None:
+        hdu.header["BUNIT"] = unit
+    return hdu
+
+
+def _write(hdus: list[fits.hdu.base.ExtensionHDU], header: fits.Header, path: Path, overwrite: bool) -> Path:
+    hdul = fits.HDUList([fits.PrimaryHDU(header=header), *hdus])
+    with atomic_write(path, overwrite=overwrite) as fh:
+        hdul.writeto(fh, output_verify="exception")
+    return path
+
+
+def write_rate(
+    product: RateProduct,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = True,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a :class:`~gpucal.products.RateProduct` as a jwst rate (2-D) or rateints (3-D) file.
+
+    Parameters
+    ----------
+    product : RateProduct
+        Validated again before anything is written.
+    path : str or os.PathLike
+        Output file.
+    overwrite : bool
+        Replace an existing file.
+    meta : Mapping, optional
+        Primary-header keywords to use instead of ``product.meta``.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    product.validate()
+    path = Path(path)
+    datamodl = "CubeModel" if product.data.ndim == 3 else "ImageModel"
+    header = primary_header(product.meta if meta is None else meta, datamodl=datamodl, filename=path.name)
+    hdus = [
+        _image("SCI", product.data, RATE_UNIT),
+        _image("ERR", product.err, RATE_UNIT),
+        _image("DQ", product.dq),
+        _image("VAR_POISSON", product.var_poisson, VAR_UNIT),
+        _image("VAR_RNOISE", product.var_rnoise, VAR_UNIT),
+        dq_def_hdu(),
+    ]
+    _write(hdus, header, path, overwrite)
+    logger.info("wrote %s (%s %s)", path, datamodl, product.data.shape)
+    return path
+
+
+def write_fitopt(
+    product: FitOptProduct,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = True,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a :class:`~gpucal.products.FitOptProduct` as a jwst RampFitOutputModel file.
+
+    Parameters
+    ----------
+    product : FitOptProduct
+        Validated again before anything is written.
+    path : str or os.PathLike
+        Output file.
+    overwrite : bool
+        Replace an existing file.
+    meta : Mapping, optional
+        Primary-header keywords to use instead of ``product.meta``.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    product.validate()
+    path = Path(path)
+    header = primary_header(
+        product.meta if meta is None else meta, datamodl="RampFitOutputModel", filename=path.name
+    )
+    hdus = [
+        _image("SLOPE", product.slope, RATE_UNIT),
+        _image("SIGSLOPE", product.sigslope, RATE_UNIT),
+        _image("YINT", product.yint, "DN"),
+        _image("SIGYINT", product.sigyint, "DN"),
+        _image("PEDESTAL", product.pedestal, "DN"),
+        _image("WEIGHTS", product.weights),
+        _image("CRMAG", product.crmag, "DN"),
+        _image("VAR_POISSON", product.var_poisson, VAR_UNIT),
+        _image("VAR_RNOISE", product.var_rnoise, VAR_UNIT),
+    ]
+    _write(hdus, header, path, overwrite)
+    logger.info("wrote %s (RampFitOutputModel %s)", path, product.slope.shape)
+    return path
