@@ -1,0 +1,343 @@
+"""The ``gpucal`` command line: ``ramp-fit``, ``demo``, ``info``.
+
+Exit status: 0 success; 1 the exposure had nothing that could be fitted (no product
+written); 2 a usage or input problem (bad arguments, missing or unreadable file, missing
+reference file, unavailable backend), reported on stderr in one line without a traceback
+(``-v`` adds the traceback). Logging is configured here, in :func:`main`, never at import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import GpucalError, InputError
+
+log = logging.getLogger("gpucal.cli")
+
+PROG = "gpucal"
+EXIT_OK = 0
+EXIT_NOTHING_FITTED = 1
+EXIT_USAGE = 2
+
+
+class _ExitWith(Exception):
+    """A user-facing failure with its exit status (raised inside subcommands)."""
+
+    def __init__(self, message: str, status: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _size_arg(text: str) -> int:
+    """argparse type for --max-memory: bytes from ``2GB``, ``512MiB``, ``1073741824``."""
+    from .chunking import parse_memory
+
+    try:
+        return parse_memory(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024.0
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gpucal`` command."""
+    verbosity = argparse.ArgumentParser(add_help=False)
+    group = verbosity.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", help="log debug messages (and tracebacks of errors)")
+    group.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only; no progress")
+
+    backend = argparse.ArgumentParser(add_help=False)
+    backend.add_argument(
+        "--backend", choices=("auto", "cpu", "gpu"), default=None,
+        help="where to compute (default: GPUCAL_BACKEND or 'auto': the GPU when CuPy and a device work, else the CPU)",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="GPU-accelerated calibration of JWST infrared-detector ramps.",
+        epilog="Exit status: 0 success, 1 nothing could be fitted, 2 usage or input error.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    rf = sub.add_parser(
+        "ramp-fit", parents=[verbosity, backend],
+        help="fit slopes to a ramp exposure and write _rate/_rateints products",
+        description=(
+            "Fit up-the-ramp slopes (OLS with optimal weighting, as stcal's OLS_C) and write "
+            "{name}_rate.fits and {name}_rateints.fits. Gain and read-noise reference files come "
+            "from --gain/--readnoise or else from the exposure's R_GAIN/R_READNO header keywords, "
+            "resolved relative to the exposure's directory."
+        ),
+    )
+    rf.add_argument("file", metavar="FILE", type=Path, help="ramp exposure (FITS with SCI, GROUPDQ, PIXELDQ)")
+    rf.add_argument("--gain", type=Path, metavar="GAIN.fits", help="gain reference file (e/DN)")
+    rf.add_argument("--readnoise", type=Path, metavar="READNOISE.fits", help="read-noise reference file (DN)")
+    rf.add_argument("-o", "--output-dir", type=Path, metavar="DIR",
+                    help="where to write products (default: next to FILE)")
+    rf.add_argument("--save-opt", action="store_true", help="also write the optional fit product (_fitopt.fits)")
+    rf.add_argument(
+        "--no-suppress-one-group", dest="suppress_one_group", action="store_false",
+        help="fit ramps that have a single good group instead of flagging them DO_NOT_USE",
+    )
+    rf.add_argument(
+        "--max-memory", type=_size_arg, metavar="SIZE",
+        help="memory the fit may use, e.g. 2GB or 512MB (binary units; "
+             "default: most of the free GPU memory, 2 GiB on the CPU)",
+    )
+    rf.set_defaults(func=_cmd_ramp_fit)
+
+    demo = sub.add_parser(
+        "demo", parents=[verbosity, backend],
+        help="fit the built-in 1x10x512x512 demo exposure and write products and a PNG preview",
+    )
+    demo.add_argument("-o", "--output-dir", type=Path, default=Path("demo_out"), metavar="DIR",
+                      help="output directory (default: demo_out)")
+    demo.set_defaults(func=_cmd_demo)
+
+    info = sub.add_parser("info", parents=[verbosity], help="show versions, the backend in use and the GPU")
+    info.set_defaults(func=_cmd_info)
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _load_ramp_fit():
+    """The ramp_fit function (a seam for tests)."""
+    from . import ramp_fit
+
+    return ramp_fit
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # gpucal's own messages at the requested level; other libraries stay at WARNING.
+    logging.getLogger("gpucal").setLevel(level)
+
+
+def _reference_path(kind: str, explicit: Path | None, keyword: str, ramp: Any, ramp_path: Path) -> Path:
+    """The gain/readnoise file: the flag, else the header keyword next to the exposure."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise FileNotFoundError(f"{kind} reference file not found: {explicit}")
+        return explicit
+    flag = f"--{kind}"
+    name = str(ramp.meta.get(keyword) or "").strip()
+    if not name:
+        raise InputError(
+            f"no {kind} reference: pass {flag} FILE, or set {keyword} in the primary header of "
+            f"{ramp_path} to the name of a {kind} file next to it"
+        )
+    path = ramp_path.parent / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{kind} reference file not found: {path} (named by {keyword} in {ramp_path}); pass {flag} FILE"
+        )
+    return path
+
+
+def _expected_products(prefix: Path, save_opt: bool) -> list[Path]:
+    suffixes = ["_rate.fits", "_rateints.fits"] + (["_fitopt.fits"] if save_opt else [])
+    return [prefix.parent / (prefix.name + s) for s in suffixes]
+
+
+def _write_products(result: Any, prefix: Path, save_opt: bool) -> list[Path]:
+    """Write the products into prefix's directory (created if missing); on failure remove
+    the files (and the directory) this call created, then re-raise."""
+    directory = prefix.parent
+    made_directory = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    expected = _expected_products(prefix, save_opt)
+    existed = {p for p in expected if p.exists()}
+    try:
+        return [Path(p) for p in result.to_fits(prefix)]
+    except BaseException:
+        for path in expected:
+            if path not in existed:
+                path.unlink(missing_ok=True)
+        if made_directory and not any(directory.iterdir()):
+            directory.rmdir()
+        raise
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_ramp_fit(args: argparse.Namespace) -> int:
+    from .backend import resolve_backend
+    from .demo import msamples_per_s
+    from .io import output_prefix
+    from .progress import ProgressReporter
+    from .ramp import Ramp
+
+    # Fail fast on an unusable backend, before reading anything.
+    backend = resolve_backend(args.backend)
+
+    path: Path = args.file
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if not path.is_file():
+        raise InputError(f"not a file: {path}")
+    try:
+        ramp = Ramp.from_fits(path)
+    except (GpucalError, OSError) as exc:
+        message = str(exc) or type(exc).__name__
+        if path.name not in message:
+            message = f"{path}: {message}"
+        raise _ExitWith(message) from exc
+    gain = _reference_path("gain", args.gain, "R_GAIN", ramp, path)
+    readnoise = _reference_path("readnoise", args.readnoise, "R_READNO", ramp, path)
+    log.info("ramp %s: %s %s, gain %s, readnoise %s", path.name, ramp.instrument,
+             "x".join(map(str, ramp.shape)), gain.name, readnoise.name)
+
+    ramp_fit = _load_ramp_fit()
+    start = time.perf_counter()
+    with ProgressReporter(total=ramp.ny * ramp.nx, desc="ramp_fit", unit="px", enabled=not args.quiet) as progress:
+        result = ramp_fit(
+            ramp, gain, readnoise,
+            backend=backend,
+            save_opt=args.save_opt,
+            suppress_one_group=args.suppress_one_group,
+            max_memory=args.max_memory,
+            progress=progress,
+        )
+    wall = time.perf_counter() - start
+
+    if result.rate is None:
+        raise _ExitWith(
+            f"nothing could be fitted in {path} (every pixel is saturated in its first group, or "
+            "no usable group is left); no product written", EXIT_NOTHING_FITTED,
+        )
+
+    out_dir: Path = args.output_dir if args.output_dir is not None else path.parent
+    prefix = output_prefix(path, out_dir)
+    written = _write_products(result, prefix, args.save_opt)
+    for p in written:
+        log.info("wrote %s", p)
+
+    seconds = float(result.elapsed_s or wall)
+    log.info(
+        "ramp-fit %s on %s: %.2f s, %.1f Msamples/s",
+        "x".join(map(str, ramp.shape)), result.backend, seconds, msamples_per_s(ramp.shape, seconds),
+    )
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import format_summary, run_demo
+    from .progress import ProgressReporter
+
+    with ProgressReporter(desc="ramp_fit", unit="px", enabled=not args.quiet) as progress:
+        summary = run_demo(args.output_dir, args.backend, progress=progress)
+    print(format_summary(summary))
+    return EXIT_OK
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    import numpy
+
+    from . import backend as be
+
+    lines = [f"gpucal {__version__}", f"python {platform.python_version()} ({sys.executable})",
+             f"numpy {numpy.__version__}"]
+    for name in ("scipy", "astropy", "cupy", "matplotlib", "tqdm", "stcal"):
+        lines.append(f"{name} {_module_version(name)}")
+    default = be.get_backend()
+    reason = be.gpu_unavailable_reason()
+    try:
+        resolved = be.resolve_backend(None)
+    except GpucalError as exc:
+        resolved = f"unavailable ({exc})"
+    lines.append(f"backend: {resolved} (default setting: {default!r})")
+    if reason is None:
+        import cupy
+
+        device = cupy.cuda.Device(0)
+        props = cupy.cuda.runtime.getDeviceProperties(device.id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        cc = str(device.compute_capability)  # e.g. "90"
+        lines.append(f"gpu: {name} (compute capability {cc[:-1]}.{cc[-1:]}, "
+                     f"{_format_bytes(be.free_device_memory(device.id))} free of "
+                     f"{_format_bytes(props['totalGlobalMem'])})")
+    else:
+        lines.append(f"gpu: not available: {reason}")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def _module_version(name: str) -> str:
+    from importlib import metadata
+
+    if name == "cupy":
+        for dist in ("cupy-cuda12x", "cupy-cuda13x", "cupy-cuda11x", "cupy"):
+            try:
+                return f"{metadata.version(dist)} ({dist})"
+            except metadata.PackageNotFoundError:
+                continue
+        return "not installed"
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``gpucal`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args))
+    except _ExitWith as exc:
+        _error(str(exc), args)
+        return exc.status
+    except (GpucalError, OSError) as exc:
+        _error(str(exc) or type(exc).__name__, args)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _error("interrupted", args)
+        return 130
+
+
+def _error(message: str, args: argparse.Namespace) -> None:
+    if getattr(args, "verbose", False):
+        traceback.print_exc(file=sys.stderr)
+    command = getattr(args, "command", None)
+    sys.stderr.write(f"{PROG}{' ' + command if command else ''}: error: {message}\n")
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The built-in demo (gpucal.demo.run_demo and `gpucal demo`)."""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from gpucal import cli
+from gpucal.demo import format_summary, write_preview
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DEMO_SHAPE = (1, 10, 512, 512)
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, after checking the signature."""
+    head = Path(path).read_bytes()[:33]
+    assert head[:8] == PNG_MAGIC, "not a PNG signature"
+    length, kind = struct.unpack(">I4s", head[8:16])
+    assert kind == b"IHDR" and length == 13
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("gpucal-cache")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, cache_dir):
+    """run_demo once for the module, with the exposure cached under a private GPUCAL_CACHE."""
+    from gpucal.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo") / "demo_out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GPUCAL_CACHE", str(cache_dir))
+        summary = run_demo(out, backend="cpu")
+    return out, summary
+
+
+def test_demo_writes_a_valid_png(demo):
+    out, summary = demo
+    png = Path(summary["preview"])
+    assert png.parent == out and png.name.endswith("_rate.png")
+    width, height = png_size(png)
+    assert width >= 300 and height >= 300
+
+
+def test_demo_writes_rate_products(demo):
+    out, summary = demo
+    rate = next(Path(p) for p in summary["outputs"] if p.endswith("_rate.fits"))
+    rateints = next(Path(p) for p in summary["outputs"] if p.endswith("_rateints.fits"))
+    assert rate.parent == out and rateints.parent == out
+    with fits.open(rate) as hdul:
+        sci = hdul["SCI"].data
+        assert sci.shape == DEMO_SHAPE[2:]
+        assert hdul["DQ"].data.shape == DEMO_SHAPE[2:]
+        finite = np.isfinite(sci)
+        assert abs(finite.mean() - summary["valid_fraction"]) < 0.05
+    with fits.open(rateints) as hdul:
+        assert hdul["SCI"].data.shape == (DEMO_SHAPE[0], *DEMO_SHAPE[2:])
+
+
+def test_demo_summary(demo, cache_dir):
+    out, summary = demo
+    assert summary["shape"] == DEMO_SHAPE
+    assert summary["backend"] == "cpu"
+    assert summary["seconds"] > 0
+    expected_rate = np.prod(DEMO_SHAPE) / summary["seconds"] / 1e6
+    assert summary["msamples_per_s"] == pytest.approx(expected_rate)
+    assert 0.9 < summary["valid_fraction"] <= 1.0
+    assert all(Path(p).is_file() for p in summary["outputs"])
+    assert len(summary["outputs"]) == 3  # rate, rateints, png
+    # The exposure was generated into the GPUCAL_CACHE given, not elsewhere.
+    assert Path(summary["input"]).resolve().is_relative_to(cache_dir.resolve())
+    text = format_summary(summary)
+    assert "512x512" in text and "Msamples/s" in text and summary["preview"] in text
+
+
+def test_demo_command(demo, cache_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GPUCAL_CACHE", str(cache_dir))  # reuses the exposure made above
+    out = tmp_path / "cli_demo"
+    assert cli.main(["demo", "-o", str(out), "--backend", "cpu", "-q"]) == 0
+    stdout = capsys.readouterr().out
+    assert "gpucal demo: fitted 1x10x512x512" in stdout and "valid pixels" in stdout
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 3
+    assert any(n.endswith("_rate.fits") for n in names) and any(n.endswith("_rate.png") for n in names)
+
+
+def test_write_preview_handles_nan_and_flat_images(tmp_path):
+    image = np.ones((40, 60), np.float32)
+    image[3, 4] = np.nan
+    assert write_preview(image, tmp_path / "flat.png", title="flat")
+    assert png_size(tmp_path / "flat.png")[0] > 0
+    assert write_preview(np.full((8, 8), np.nan), tmp_path / "nan.png")
+    assert png_size(tmp_path / "nan.png")[0] > 0
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_write_preview_without_matplotlib(tmp_path, monkeypatch, caplog):
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.colors", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)
+    assert write_preview(np.ones((4, 4)), tmp_path / "x.png") is False
+    assert not (tmp_path / "x.png").exists()
+    assert "matplotlib is not installed" in caplog.text
+
+
+def test_format_summary_without_preview():
+    summary = {"shape": (1, 2, 3, 4), "backend": "cpu", "seconds": 0.5, "msamples_per_s": 0.000048,
+               "valid_fraction": 1.0, "outputs": ["a_rate.fits"], "preview": None}
+    text = format_summary(summary)
+    assert "1x2x3x4" in text and "a_rate.fits" in text and "no PNG preview" in text
