@@ -139,7 +139,8 @@ def group_values(fp: FitParams, data: np.ndarray, flags: np.ndarray) -> np.ndarr
 
 def sorted_median(values: np.ndarray) -> np.ndarray:
     """Median of the non-NaN entries of each column of ``values``; NaN where none."""
-    ordered = np.sort(values.T, axis=1)  # NaN sorts last, as the kernel's insertion sort keeps them out
+    ordered = np.ascontiguousarray(values.T)  # one row per ramp: sorting contiguous rows is fastest
+    ordered.sort(axis=1)  # NaN sorts last, as the kernel's insertion sort leaves them out
     n = np.count_nonzero(~np.isnan(ordered), axis=1)
     half = n >> 1
     rows = np.arange(ordered.shape[0])
@@ -294,81 +295,91 @@ def fit_segment(fp: FitParams, values: np.ndarray, values_nan0: np.ndarray, st: 
                 median: np.ndarray, weight_table: np.ndarray) -> SegmentFit:
     """Fit the segments ``[start, start+seglen)`` of ``ramps`` (sections 6.2-6.4).
 
-    The segments of one call end at the same group. ``values_nan0`` is ``values`` with
-    NaN replaced by 0, as the weighted sums read them.
+    ``gain``, ``rnoise``, ``dark`` and ``median`` are given for every ramp. The segments
+    of one call end at the same group, so segments with the same start also share their
+    length and are fitted together. When they cover most ramps, the arithmetic runs on
+    every ramp (each ramp's result is independent of the others) and the wanted ones
+    are picked afterwards: contiguous rows are cheaper than gathers. ``values_nan0`` is
+    ``values`` with NaN replaced by 0, as the weighted sums read them.
     """
-    zeros = np.zeros(ramps.shape, dtype=np.float64)
-    f = SegmentFit(*(zeros.copy() for _ in range(8)))
+    nramps = values.shape[1]
+    f = SegmentFit(*(np.zeros(ramps.shape) for _ in range(8)))
+    if start.size and start.min() == start.max():
+        groups = [(slice(None), int(start[0]))]
+    else:
+        groups = [(np.flatnonzero(start == s0), int(s0)) for s0 in np.unique(start)]
+    for sel, s0 in groups:
+        r = ramps[sel]
+        n0 = int(seglen[sel][0])
+        dense = 2 * r.size > nramps
+        on = slice(None) if dense else r
+        if dense and r.size == nramps:
+            def pick(x):  # r is then 0..nramps-1 in order
+                return x
+        elif dense:
+            def pick(x):
+                return x[r]
+        else:
+            def pick(x):
+                return x
 
-    one = seglen == 1
-    if one.any():
-        r = ramps[one]
-        timing = segment_len1_timing(fp, st, r)
-        f.slope[one] = values[start[one], r] / timing
-        f.var_p[one] = segment_poisson_variance(median[one], dark[one], timing * gain[one])
-        f.var_r[one] = segment_rnoise_short(rnoise[one], gain[one], timing)
+        def row(k, table=values):
+            return table[k] if dense else table[k, r]
 
-    two = seglen == 2
-    if two.any():
-        r, s = ramps[two], start[two]
-        data0 = values[s, r]
-        data1 = values[s + 1, r]
-        f.slope[two] = (data1 - data0) / fp.t_g
-        f.var_p[two] = segment_poisson_variance(median[two], dark[two], fp.t_g * gain[two])
-        f.var_r[two] = segment_rnoise_short(rnoise[two], gain[two], fp.t_g)
-        f.sigslope[two] = 1.41421356 * rnoise[two]
-        second_read = s.astype(np.float64) + 1.0
-        f.yint[two] = data1 * (1.0 - second_read) + data0 * second_read
-        f.sigyint[two] = f.sigslope[two]
-
-    long_ = seglen > 2
-    if long_.any():
-        r, s, n = ramps[long_], start[long_], seglen[long_]
-        g, rn = gain[long_], rnoise[long_]
-        snr = segment_snr(values[s, r], values[s + n - 1, r], rn, g)
-        power_index = snr_power_index(snr)
-        invrn2 = 1.0 / (rn * rn)
-        sumw, sumx, sumxx, sumy, sumxy = (np.zeros(r.shape) for _ in range(5))
-        # The segments of one call end at the same group, so those with the same start
-        # share their length: loop over starts (usually one), then over the groups.
-        for s0 in np.unique(s):
-            same = s == s0
-            every = bool(same.all())
-            rows = r if every else r[same]
-            n0 = int(n[same][0])
-            pick = slice(None) if every else same
-            weights_by_power = weight_table[weight_table_offset(np.arange(6), n0, fp.ngroups)[None, :]
-                                            + np.arange(n0)[:, None]].astype(np.float64)
-            w_cols = weights_by_power[:, power_index[pick]]  # (n0, len(rows))
-            all_ramps = rows.size == values.shape[1]  # rows are then 0..nramps-1 in order
-            seg_values = values_nan0[s0 : s0 + n0] if all_ramps else values_nan0[s0 : s0 + n0, rows]
-            inv = invrn2[pick]
-            sw, sx, sxx, sy, sxy = (np.zeros(rows.shape) for _ in range(5))
-            for j in range(n0):
-                weight = w_cols[j] * inv
-                xval = float(j) + float(s0)
-                data = seg_values[j]
-                xwt = xval * weight
-                sw += weight
-                sx += xwt
-                sxx += xval * xwt
-                sy += data * weight
-                sxy += data * xwt
-            sumw[pick], sumx[pick], sumxx[pick], sumy[pick], sumxy[pick] = sw, sx, sxx, sy, sxy
-        den = sumw * sumxx - sumx * sumx
-        num = sumw * sumxy - sumx * sumy
-        invden = 1.0 / den
-        f.slope[long_] = (num * invden) / fp.t_g
-        f.sigslope[long_] = np.sqrt(sumw * invden)
-        f.yint[long_] = (sumxx * sumy - sumx * sumxy) * invden
-        f.sigyint[long_] = np.sqrt(sumxx * invden)
-        seglen_d = n.astype(np.float64)
-        f.var_p[long_] = segment_poisson_variance(median[long_], dark[long_], fp.t_g * g * (seglen_d - 1.0))
-        f.var_r[long_] = segment_rnoise_default(rn, g, fp.t_g, seglen_d)
-
+        g, rn, dk, med = gain[on], rnoise[on], dark[on], median[on]
+        if n0 == 1:
+            timing = segment_len1_timing(fp, st, r)
+            f.slope[sel] = pick(row(s0)) / timing
+            f.var_p[sel] = segment_poisson_variance(pick(med), pick(dk), timing * pick(g))
+            f.var_r[sel] = segment_rnoise_short(pick(rn), pick(g), timing)
+        elif n0 == 2:
+            data0, data1 = pick(row(s0)), pick(row(s0 + 1))
+            g, rn, dk, med = pick(g), pick(rn), pick(dk), pick(med)
+            f.slope[sel] = (data1 - data0) / fp.t_g
+            f.var_p[sel] = segment_poisson_variance(med, dk, fp.t_g * g)
+            f.var_r[sel] = segment_rnoise_short(rn, g, fp.t_g)
+            sigslope = 1.41421356 * rn
+            second_read = float(s0) + 1.0
+            f.sigslope[sel] = sigslope
+            f.yint[sel] = data1 * (1.0 - second_read) + data0 * second_read
+            f.sigyint[sel] = sigslope
+        else:
+            _fit_weighted(fp, f, sel, pick, s0, n0, row, g, rn, dk, med, values_nan0, weight_table)
     f.var_e = f.var_p + f.var_r
     f.weight = 1.0 / f.var_r
     return f
+
+
+def _fit_weighted(fp, f, sel, pick, s0, n0, row, g, rn, dk, med, values_nan0, weight_table) -> None:
+    """Optimally weighted OLS of segments ``[s0, s0+n0)``, n0 >= 3 (section 6.4)."""
+    snr = segment_snr(row(s0), row(s0 + n0 - 1), rn, g)
+    offsets = weight_table_offset(np.arange(6), n0, fp.ngroups)
+    weights_by_power = weight_table[offsets[None, :] + np.arange(n0)[:, None]].astype(np.float64)
+    power_index = snr_power_index(snr)
+    invrn2 = 1.0 / (rn * rn)
+    sumw, sumx, sumxx, sumy, sumxy = (np.zeros(snr.shape) for _ in range(5))
+    for j in range(n0):
+        weight = weights_by_power[j][power_index] * invrn2
+        xval = float(j) + float(s0)
+        data = row(s0 + j, values_nan0)
+        xwt = xval * weight
+        sumw += weight
+        sumx += xwt
+        sumxx += xval * xwt
+        sumy += data * weight
+        sumxy += data * xwt
+    sumw, sumx, sumxx, sumy, sumxy = (pick(a) for a in (sumw, sumx, sumxx, sumy, sumxy))
+    g, rn, dk, med = pick(g), pick(rn), pick(dk), pick(med)
+    den = sumw * sumxx - sumx * sumx
+    num = sumw * sumxy - sumx * sumy
+    invden = 1.0 / den
+    f.slope[sel] = (num * invden) / fp.t_g
+    f.sigslope[sel] = np.sqrt(sumw * invden)
+    f.yint[sel] = (sumxx * sumy - sumx * sumxy) * invden
+    f.sigyint[sel] = np.sqrt(sumxx * invden)
+    seglen_d = float(n0)
+    f.var_p[sel] = segment_poisson_variance(med, dk, fp.t_g * g * (seglen_d - 1.0))
+    f.var_r[sel] = segment_rnoise_default(rn, g, fp.t_g, seglen_d)
 
 
 def store_crmag(fp: FitParams, values: np.ndarray, flags: np.ndarray, crmag: np.ndarray, npix: int) -> None:
@@ -461,8 +472,8 @@ def _fit_block(fp, data, groupdq, pixeldq, gain, sigma_r, dark, zeroframe, weigh
     values_nan0 = np.where(np.isnan(values), 0.0, values)
     segments, longest, n_runs = kept_segments(flags & _NOT_PERSISTENCE, fit_mask)
     for ramps, start, seglen in segments:
-        f = fit_segment(fp, values, values_nan0, st, ramps, start, seglen, g_r[ramps], rn_r[ramps],
-                        dark_r[ramps], median_r[ramps], weight_table)
+        f = fit_segment(fp, values, values_nan0, st, ramps, start, seglen, g_r, rn_r, dark_r, median_r,
+                        weight_table)
         invvar_r[ramps] += 1.0 / f.var_r
         invvar_p[ramps] += np.where(f.var_p > 0.0, 1.0 / f.var_p, 0.0)
         invvar_e[ramps] += 1.0 / f.var_e

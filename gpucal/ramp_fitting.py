@@ -38,9 +38,9 @@ DEFAULT_CPU_MEMORY = 2 * 1024**3
 #: differences, flags and their copies), measured on 1x10x1024x1024.
 CPU_BYTES_PER_SAMPLE = 96
 #: Samples per numpy call: large enough to amortise numpy's per-call overhead, small
-#: enough that the working arrays stay in the core's cache (measured best on
+#: enough that the working arrays stay near the core (measured best, with two threads, on
 #: 1x10x1024x1024 and 50x20x16x2048 among powers of two from 2**17 to 2**22).
-CPU_BLOCK_SAMPLES = 1 << 18
+CPU_BLOCK_SAMPLES = 1 << 19
 
 
 def ramp_fit(
