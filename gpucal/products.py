@@ -246,5 +246,5 @@ class RampFitResult:
                 written.append(write_fitopt(product, path, overwrite=overwrite, meta=meta))
             else:
                 written.append(write_rate(product, path, overwrite=overwrite, meta=meta))
-        logger.info("wrote %s", ", ".join(str(p) for p in written))
+        logger.debug("wrote %s", ", ".join(str(p) for p in written))
         return written

@@ -117,15 +117,15 @@ class ProgressReporter:
             return
         if not self.total:
             return
-        fraction = min(done / self.total, 1.0)
+        percent = 100 * min(done, self.total) // self.total  # floored: a line never shows the next bucket
         # Integer buckets of `step` of the total: one log line each time a new one is reached.
         bucket = min(done, self.total) * self._nsteps // self.total
         if bucket > self._last_bucket:
             self._last_bucket = bucket
             elapsed = time.perf_counter() - self._start
             self._log.info(
-                "%s: %3.0f%% (%d/%d %s, %.1f s)",
-                self.desc, 100.0 * fraction, done, self.total, self.unit, elapsed,
+                "%s: %3d%% (%d/%d %s, %.1f s)",
+                self.desc, percent, done, self.total, self.unit, elapsed,
             )
 
     def close(self) -> None:

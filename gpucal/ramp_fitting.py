@@ -126,7 +126,7 @@ def ramp_fit(
 
     elapsed = time.perf_counter() - start_time
     samples = fp.nints * ramp.ngroups * ramp.ny * ramp.nx
-    log.info("ramp_fit %s on %s: %.2f s, %.1f Msamples/s", ramp.shape, name, elapsed, samples / elapsed / 1e6)
+    log.debug("ramp_fit %s on %s: %.2f s, %.1f Msamples/s", ramp.shape, name, elapsed, samples / elapsed / 1e6)
     if outputs.all_first_saturated:
         log.warning("every pixel is saturated in its first group: no rate products")
         return RampFitResult(rate=None, rateints=None, backend=name, elapsed_s=elapsed, meta=meta)

@@ -110,7 +110,7 @@ def read_ramp(path: str | os.PathLike[str]) -> Ramp:
     finally:
         # The arrays keep their memory maps alive; the file descriptor is not needed.
         hdul.close()
-    logger.info("opened %s: %s", path, ramp)
+    logger.debug("opened %s: %s", path, ramp)
     return ramp
 
 

@@ -86,7 +86,7 @@ def write_rate(
         dq_def_hdu(),
     ]
     _write(hdus, header, path, overwrite)
-    logger.info("wrote %s (%s %s)", path, datamodl, product.data.shape)
+    logger.debug("wrote %s (%s %s)", path, datamodl, product.data.shape)
     return path
 
 
@@ -131,5 +131,5 @@ def write_fitopt(
         _image("VAR_RNOISE", product.var_rnoise, VAR_UNIT),
     ]
     _write(hdus, header, path, overwrite)
-    logger.info("wrote %s (RampFitOutputModel %s)", path, product.slope.shape)
+    logger.debug("wrote %s (RampFitOutputModel %s)", path, product.slope.shape)
     return path
