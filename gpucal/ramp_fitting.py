@@ -119,7 +119,8 @@ def ramp_fit(
         from gpucal.gpu.ramp_fit import device_bytes_per_pixel, fit_blocks_gpu
 
         device_budget = int(0.7 * free_device_memory()) if budget is None else budget
-        rows = rows_per_block(ramp.ny, ramp.nx, device_bytes_per_pixel(fp), device_budget)
+        # two blocks are on the device at once (one computing, one copying)
+        rows = rows_per_block(ramp.ny, ramp.nx, 2 * device_bytes_per_pixel(fp), device_budget)
         blocks = _blocks(ramp, rows, gain_2d, sigma_r, dark_2d, outputs)
         fit_blocks_gpu(fp, blocks, outputs.store_with_progress(progress, ramp), table)
     else:

@@ -115,3 +115,15 @@ def standard_cases() -> list[Case]:
     miri.groupdq[:, -1] |= dq.DO_NOT_USE
     cases.append(miri)
     return cases
+
+
+def fuzz_case(seed: int, *, ny: int, nx: int, max_groups: int) -> Case:
+    """A random case with every knob drawn from ``seed``: shape, flags, modes, timing."""
+    rng = np.random.default_rng(seed)
+    return random_case(
+        f"fuzz{seed}", int(rng.integers(1, 4)), int(rng.integers(1, max_groups + 1)), ny, nx, seed=seed,
+        flag_rate=float(rng.uniform(0.0, 0.5)), suppress=bool(rng.integers(0, 2)),
+        zeroframe=bool(rng.integers(0, 2)), chargeloss=bool(rng.integers(0, 2)),
+        nan_data=bool(rng.integers(0, 2)), dark=bool(rng.integers(0, 2)),
+        instrument=str(rng.choice(["NIRCAM", "MIRI"])), nframes=int(rng.integers(1, 5)),
+        groupgap=int(rng.integers(0, 3)))

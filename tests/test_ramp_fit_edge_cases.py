@@ -105,3 +105,15 @@ def test_does_not_modify_inputs():
     gpucal.ramp_fit(ramp, case.gain, case.readnoise, backend="cpu")
     for a, b in zip(before, (ramp.data, ramp.groupdq, ramp.pixeldq)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_chargeloss_of_suppressed_single_integration():
+    """Regression: with one integration the fallback once ORed the suppression's DO_NOT_USE
+    into its input flags, so the CHARGELOSS re-segmentation (which reads the original
+    flags) lost its segments and var_rnoise came out twice stcal's."""
+    case = pixel_case([4, 129, 4, 4, 5, 0, 4, 129, 4], values=np.arange(9) * 10.0 + 5.0)
+    result, reference = fit_both(case)
+    assert_matches_stcal(result, reference)
+    # two 2-group segments [0,2) and [6,8) after the CHARGELOSS groups are reopened
+    two_group = (12 * (10.0 / np.sqrt(2) / 10.0) ** 2) / 6.0
+    assert float(result.rate.var_rnoise[0, 0]) == pytest.approx(two_group / 2, rel=1e-6)

@@ -9,7 +9,7 @@ import pytest
 
 import gpucal
 from kernel_runs import assert_identical, block_problem, run_cupy, run_numpy
-from ramp_cases import random_case, standard_cases
+from ramp_cases import fuzz_case, random_case, standard_cases
 
 pytestmark = pytest.mark.gpu
 
@@ -22,11 +22,7 @@ def test_cupy_kernel_identical_to_numpy(case):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_cupy_kernel_identical_random(seed):
-    rng = np.random.default_rng(300 + seed)
-    case = random_case(f"gpu{seed}", int(rng.integers(1, 4)), int(rng.integers(1, 40)), 33, 65, seed=seed,
-                       flag_rate=float(rng.uniform(0.0, 0.5)), suppress=bool(rng.integers(0, 2)),
-                       zeroframe=bool(rng.integers(0, 2)), chargeloss=bool(rng.integers(0, 2)),
-                       nan_data=bool(rng.integers(0, 2)))
+    case = fuzz_case(300 + seed, ny=33, nx=65, max_groups=40)
     fp, inputs, table = block_problem(case, save_opt=bool(seed % 2))
     assert_identical(run_cupy(fp, inputs, table), run_numpy(fp, inputs, table), case.name)
 

@@ -9,7 +9,7 @@ import pytest
 
 from host_build import host_compiler
 from kernel_runs import assert_identical, block_problem, run_host, run_numpy
-from ramp_cases import random_case, standard_cases
+from ramp_cases import fuzz_case, random_case, standard_cases
 
 pytestmark = pytest.mark.skipif(host_compiler() is None, reason="no C++ compiler for the host build")
 
@@ -22,12 +22,7 @@ def test_host_kernel_identical_to_numpy(case):
 
 @pytest.mark.parametrize("seed", range(8))
 def test_host_kernel_identical_to_numpy_random(seed):
-    rng = np.random.default_rng(200 + seed)
-    case = random_case(f"fuzz{seed}", int(rng.integers(1, 4)), int(rng.integers(1, 25)), 7, 13, seed=seed,
-                       flag_rate=float(rng.uniform(0.0, 0.5)), suppress=bool(rng.integers(0, 2)),
-                       zeroframe=bool(rng.integers(0, 2)), chargeloss=bool(rng.integers(0, 2)),
-                       nan_data=bool(rng.integers(0, 2)), dark=bool(rng.integers(0, 2)),
-                       instrument=str(rng.choice(["NIRCAM", "MIRI"])))
+    case = fuzz_case(200 + seed, ny=7, nx=13, max_groups=25)
     fp, inputs, table = block_problem(case, save_opt=bool(seed % 2))
     assert_identical(run_host(fp, inputs, table), run_numpy(fp, inputs, table), case.name)
 

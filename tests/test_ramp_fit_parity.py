@@ -10,7 +10,7 @@ import pytest
 
 import gpucal
 import gpucal.dq
-from ramp_cases import Case, random_case, standard_cases
+from ramp_cases import Case, fuzz_case, random_case, standard_cases
 from stcal_reference import stcal_ramp_fit
 
 pytest.importorskip("stcal")
@@ -65,12 +65,7 @@ def test_matches_stcal(case, save_opt):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_matches_stcal_random(seed):
-    rng = np.random.default_rng(100 + seed)
-    case = random_case(f"fuzz{seed}", int(rng.integers(1, 4)), int(rng.integers(1, 14)), 9, 11, seed=seed,
-                       flag_rate=float(rng.uniform(0.02, 0.4)), suppress=bool(rng.integers(0, 2)),
-                       zeroframe=bool(rng.integers(0, 2)), chargeloss=bool(rng.integers(0, 2)),
-                       nan_data=bool(rng.integers(0, 2)), nframes=int(rng.integers(1, 5)),
-                       groupgap=int(rng.integers(0, 3)))
+    case = fuzz_case(100 + seed, ny=9, nx=11, max_groups=14)
     result, reference = fit_both(case, save_opt=True)
     assert_matches_stcal(result, reference, save_opt=True)
 
