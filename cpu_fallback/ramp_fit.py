@@ -137,29 +137,26 @@ def group_values(fp: FitParams, data: np.ndarray, flags: np.ndarray) -> np.ndarr
     return values
 
 
-def sorted_median(values: np.ndarray) -> np.ndarray:
-    """Median of the non-NaN entries of each column of ``values``; NaN where none."""
+def sorted_median(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median of the non-NaN entries of each column of ``values`` (NaN where none), and their count."""
+    n = np.count_nonzero(~np.isnan(values), axis=0)
     ordered = np.ascontiguousarray(values.T)  # one row per ramp: sorting contiguous rows is fastest
     ordered.sort(axis=1)  # NaN sorts last, as the kernel's insertion sort leaves them out
-    n = np.count_nonzero(~np.isnan(ordered), axis=1)
     half = n >> 1
     rows = np.arange(ordered.shape[0])
     upper = ordered[rows, np.minimum(half, ordered.shape[1] - 1)]
     lower = ordered[rows, np.maximum(half - 1, 0)]
     median = np.where(n & 1, upper, (upper + lower) / 2.0)
-    return np.where(n == 0, np.nan, median)
+    return np.where(n == 0, np.nan, median), n
 
 
 def median_rate_integration(fp: FitParams, values: np.ndarray, flags: np.ndarray, st: IntegStats,
                             zframe: np.ndarray) -> np.ndarray:
     """Median first-difference rate of every ramp (section 5); NaN when nothing is usable."""
     rates = np.where((flags & np.uint8(DO_NOT_USE)) != 0, np.nan, values / fp.t_g)
-    diffs = rates[1:] - rates[:-1]
-    diffs[(flags[1:] & np.uint8(JUMP_DET)) != 0] = np.nan
-    median = sorted_median(diffs)
-    rate0 = rates[0]
-    none_usable = np.all(np.isnan(diffs), axis=0)
-    median = np.where(none_usable, rate0, median)
+    diffs = np.where((flags[1:] & np.uint8(JUMP_DET)) != 0, np.nan, rates[1:] - rates[:-1])
+    median, n = sorted_median(diffs)
+    median = np.where(n == 0, rates[0], median)
     median = np.where(st.is_0th, values[0] / fp.t_1, median)
     return np.where(st.is_zframe, zframe / fp.t_f, median)
 
