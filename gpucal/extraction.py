@@ -220,8 +220,10 @@ class RampProfile:
         The file is written atomically (temporary file, then rename).
         """
         import io
+        import warnings
 
         from astropy.io import fits
+        from astropy.utils.exceptions import AstropyUserWarning
 
         from .io.atomic import atomic_write
 
@@ -236,7 +238,15 @@ class RampProfile:
                 table.write(text, format="ascii.ecsv")
                 fh.write(text.getvalue().encode("utf-8"))
             else:
-                hdu = fits.table_to_hdu(table)
+                with warnings.catch_warnings():
+                    # 'DN' is not a FITS-standard unit; astropy drops it with a warning. Write
+                    # it as jwst products do (BUNIT = 'DN'); astropy reads it back as
+                    # UnrecognizedUnit('DN').
+                    warnings.simplefilter("ignore", AstropyUserWarning)
+                    hdu = fits.table_to_hdu(table)
+                for i, name in enumerate(table.colnames, start=1):
+                    if table[name].unit is not None:
+                        hdu.header[f"TUNIT{i}"] = table[name].unit.to_string()
                 hdu.name = "PROFILE"
                 fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(fh)
         return path
