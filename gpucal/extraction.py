@@ -8,7 +8,7 @@ are specified in ``docs/algorithms/extract_ramp.md``.
 
 One implementation serves both backends: the reductions are written against an array
 namespace ``xp`` (numpy or CuPy) using only operations that round identically on both
-(elementwise IEEE arithmetic, sorting, indexing, argmin/argmax); sums are taken in a fixed
+(elementwise IEEE arithmetic, sorting, indexing, min/max); sums are taken in a fixed
 order by :func:`fixed_order_sum`, so the GPU and CPU results are bitwise equal.
 """
 
@@ -364,7 +364,11 @@ def reduce_tile(xp: Any, function: str, x: Any, valid: Any, w: Any, s2: Any | No
         return value, err, npix, area
     sentinel = xp.inf if function == "min" else -xp.inf
     masked = xp.where(valid, x, sentinel)
-    pick = (xp.argmin if function == "min" else xp.argmax)(masked, axis=-1)[:, None]
+    best = (masked.min if function == "min" else masked.max)(axis=-1)
+    # The first sample (C order over the aperture) equal to the extreme: an integer min, so
+    # ties resolve the same on both backends (argmin's tie rule is not documented by CuPy).
+    index = xp.arange(x.shape[-1])
+    pick = xp.where(masked == best[:, None], index[None, :], x.shape[-1]).min(axis=-1)[:, None]
     value = xp.where(npix > 0, xp.take_along_axis(x, pick, axis=-1)[:, 0], xp.nan)
     err = nan
     if s2 is not None:

@@ -566,6 +566,18 @@ def test_gpu_matches_cpu_bitwise(cube, function):
 
 
 @pytest.mark.gpu
+def test_gpu_matches_cpu_with_ties_and_flags(cube):
+    data = np.round(cube["data"] / 100.0).astype(np.float32)  # many equal values
+    ramp = _ramp(data, cube["groupdq"], cube["pixeldq"])
+    for function in FUNCTIONS:
+        for aperture in (None, (8, 7, 4), (2, 2, 12, 10)):
+            cpu = gpucal.extract_ramp(ramp, aperture, function, err=cube["err"], backend="cpu")
+            gpu = gpucal.extract_ramp(ramp, aperture, function, err=cube["err"], backend="gpu")
+            np.testing.assert_array_equal(gpu.value, cpu.value)
+            np.testing.assert_array_equal(gpu.uncertainty, cpu.uncertainty)
+
+
+@pytest.mark.gpu
 def test_gpu_matches_cpu_on_a_large_frame():
     from gpucal.synthetic import make_exposure
 
@@ -576,3 +588,15 @@ def test_gpu_matches_cpu_on_a_large_frame():
         gpu = gpucal.extract_ramp(exp.ramp, None, function, backend="gpu", **kw)
         np.testing.assert_array_equal(gpu.value, cpu.value)
         np.testing.assert_array_equal(gpu.uncertainty, cpu.uncertainty)
+
+
+def test_min_max_ties_pick_the_first_sample_in_c_order():
+    data = np.full((1, 1, 2, 3), 7.0, np.float32)
+    err = np.arange(1.0, 7.0, dtype=np.float32).reshape(data.shape)
+    err = np.ascontiguousarray(err)
+    for function in ("min", "max"):
+        p = gpucal.extract_ramp(_ramp(data), None, function, err=err, backend="cpu")
+        assert p.value[0, 0] == 7.0 and p.uncertainty[0, 0] == 1.0
+    data[0, 0, 1, 1] = 9.0
+    p = gpucal.extract_ramp(_ramp(data), None, "max", err=err, backend="cpu")
+    assert p.uncertainty[0, 0] == 5.0
