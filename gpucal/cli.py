@@ -346,7 +346,10 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     if args.output is not None:
         log.info("wrote %s", profile.write(args.output))
     if args.plot is not None:
-        ax = profile.plot(fit=args.fit)
+        try:
+            ax = profile.plot(fit=args.fit)
+        except ImportError as exc:
+            raise _ExitWith(str(exc)) from exc
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         from .io.atomic import atomic_write
 

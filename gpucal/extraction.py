@@ -261,7 +261,10 @@ class RampProfile:
         dashed line through the mean of each integration's usable points (needs the
         ``gain`` and ``readnoise`` the profile was extracted with). Returns the Axes.
         """
-        from matplotlib.figure import Figure
+        try:
+            from matplotlib.figure import Figure
+        except ImportError as exc:
+            raise ImportError(f"RampProfile.plot needs matplotlib (pip install 'gpucal[plot]'): {exc}") from exc
 
         if ax is None:
             ax = Figure(figsize=(7, 4.5)).add_subplot()

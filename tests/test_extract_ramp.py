@@ -500,6 +500,19 @@ def test_file_err_extension_is_used(exposure_files, tmp_path):
     np.testing.assert_allclose(p.uncertainty, 3.5)
 
 
+def test_uncal_file_and_reference_files(tmp_path):
+    from gpucal.synthetic import make_exposure, write_exposure
+
+    exp = make_exposure(1, 4, 12, 12, seed=2)
+    paths = write_exposure(exp, tmp_path, name="u", kind="uncal")
+    p = gpucal.extract_ramp(paths["uncal"], (5, 5, 2), "mean", gain=paths["gain"],
+                            readnoise=paths["readnoise"], backend="cpu")
+    expected = np.round(exp.ramp.data[0, :, 4:7, 4:7]).astype(np.float64).mean(axis=(1, 2))
+    np.testing.assert_allclose(p.value[0], expected, rtol=1e-13)
+    assert p.meta["ERRSRC"] == "model: readnoise + poisson" and np.all(p.uncertainty > 0)
+    assert p.meta["FILENAME"] == "u_uncal.fits"
+
+
 @pytest.mark.filterwarnings("ignore:'DN' did not parse as fits unit")
 def test_cli_writes_table_and_png(exposure_files, tmp_path):
     out, png = tmp_path / "prof.ecsv", tmp_path / "plots" / "prof.png"
