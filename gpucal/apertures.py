@@ -119,7 +119,9 @@ class ApertureWeights:
 
 
 def as_aperture(aperture: Any) -> Any:
-    """Normalise tuples to the aperture dataclasses; other kinds pass through."""
+    """Normalise tuples (and 1-D numeric arrays) to the aperture dataclasses; others pass through."""
+    if isinstance(aperture, np.ndarray) and aperture.ndim == 1 and aperture.dtype.kind in "iuf":
+        aperture = tuple(aperture.tolist())
     if isinstance(aperture, (list, tuple)) and not isinstance(aperture, str):
         values = tuple(aperture)
         if len(values) == 2:

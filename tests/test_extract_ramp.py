@@ -273,6 +273,11 @@ def test_aperture_dataclasses_equal_tuples(cube):
     a = gpucal.extract_ramp(cube["ramp"], PixelAperture(4, 5), "mean", backend="cpu")
     b = gpucal.extract_ramp(cube["ramp"], (4, 5), "mean", backend="cpu")
     np.testing.assert_array_equal(a.value, b.value)
+    c = gpucal.extract_ramp(cube["ramp"], np.array([4, 5]), "mean", backend="cpu")
+    np.testing.assert_array_equal(c.value, b.value)
+    d = gpucal.extract_ramp(cube["ramp"], CircleAperture(8.4, 7.2, 3.1), "sum", backend="cpu")
+    e = gpucal.extract_ramp(cube["ramp"], [8.4, 7.2, 3.1], "sum", backend="cpu")
+    np.testing.assert_array_equal(d.value, e.value)
     np.testing.assert_array_equal(a.value, cube["data"][:, :, 5, 4])
 
 
