@@ -25,6 +25,8 @@ __all__ = [
     "RateProduct",
     "FitOptProduct",
     "ramp_fit",
+    "extract_ramp",
+    "RampProfile",
     "get_backend",
     "gpu_available",
     "set_backend",
@@ -46,4 +48,8 @@ def __getattr__(name: str):
         from .ramp_fitting import ramp_fit
 
         return ramp_fit
+    if name in ("extract_ramp", "RampProfile"):
+        from . import extraction
+
+        return getattr(extraction, name)
     raise AttributeError(f"module 'gpucal' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""The ``gpucal`` command line: ``ramp-fit``, ``demo``, ``info``.
+"""The ``gpucal`` command line: ``ramp-fit``, ``extract``, ``demo``, ``info``.
 
 Exit status: 0 success; 1 the exposure had nothing that could be fitted (no product
 written); 2 a usage or input problem (bad arguments, missing or unreadable file, missing
@@ -44,6 +44,23 @@ def _size_arg(text: str) -> int:
         return parse_memory(text)
     except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _aperture_arg(text: str) -> tuple[float, ...]:
+    """argparse type for --aperture: ``x,y`` pixel, ``x,y,r`` circle, ``x0,y0,x1,y1`` rectangle."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) not in (2, 3, 4) or not all(v == v and abs(v) != float("inf") for v in values):
+        raise argparse.ArgumentTypeError(
+            f"cannot read an aperture from {text!r}: use x,y (pixel), x,y,r (circle) or "
+            "x0,y0,x1,y1 (rectangle, inclusive pixel indices)"
+        )
+    if len(values) == 4:
+        return tuple(int(v) if v.is_integer() else v for v in values)
+    return values
 
 
 def _format_bytes(n: float) -> str:
@@ -104,6 +121,43 @@ def build_parser() -> argparse.ArgumentParser:
              "default: most of the free GPU memory, 2 GiB on the CPU)",
     )
     rf.set_defaults(func=_cmd_ramp_fit)
+
+    ex = sub.add_parser(
+        "extract", parents=[verbosity, backend],
+        help="per-group profile of a pixel or region (mean/median/min/max/sum) as a table and plot",
+        description=(
+            "Collapse the aperture of every group of a ramp exposure with one function and write "
+            "the per-group profile (value, uncertainty, pixels used, group mid-time) as ECSV or "
+            "FITS, and optionally a PNG plot. Pixels and samples flagged DO_NOT_USE or SATURATED "
+            "are excluded. Uncertainties come from the file's ERR extension when it is non-zero, "
+            "else from --readnoise/--gain (or the R_READNO/R_GAIN files named in the header, when "
+            "they exist next to FILE); without any, they are NaN. Coordinates are 0-based pixel "
+            "indices, pixel centres at integers."
+        ),
+    )
+    ex.add_argument("file", metavar="FILE", type=Path, help="ramp exposure (_uncal.fits or _ramp.fits)")
+    ex.add_argument(
+        "--aperture", type=_aperture_arg, metavar="SPEC", default=None,
+        help="x,y (one pixel), x,y,r (circle), x0,y0,x1,y1 (rectangle, inclusive); default: the whole frame; "
+             "write negative values as --aperture=-2,5,4",
+    )
+    ex.add_argument("--function", choices=("mean", "median", "min", "max", "sum"), default="mean",
+                    help="how to combine the aperture's samples of a group (default: mean)")
+    ex.add_argument("--method", dest="aperture_method", choices=("center", "exact"), default="center",
+                    help="circle pixels: centre inside (default) or weighted by exact overlap")
+    ex.add_argument("--integration", type=int, metavar="N", default=None,
+                    help="0-based integration to extract (default: all)")
+    ex.add_argument("--no-dq", dest="use_dq", action="store_false",
+                    help="do not exclude DO_NOT_USE / SATURATED pixels and samples")
+    ex.add_argument("--gain", type=Path, metavar="GAIN.fits", help="gain reference file (e/DN) for the noise model")
+    ex.add_argument("--readnoise", type=Path, metavar="READNOISE.fits",
+                    help="read-noise reference file (DN) for the noise model")
+    ex.add_argument("-o", "--output", type=Path, metavar="PROFILE",
+                    help="write the profile table here (.ecsv or .fits); without -o or --plot it is printed")
+    ex.add_argument("--plot", type=Path, metavar="PNG", help="also save a plot of the profile (PNG, PDF, SVG)")
+    ex.add_argument("--fit", action="store_true",
+                    help="overlay the ramp_fit slope on the plot (needs gain and readnoise)")
+    ex.set_defaults(func=_cmd_extract)
 
     demo = sub.add_parser(
         "demo", parents=[verbosity, backend],
@@ -244,6 +298,67 @@ def _cmd_ramp_fit(args: argparse.Namespace) -> int:
         "ramp-fit %s on %s: %.2f s, %.1f Msamples/s",
         "x".join(map(str, ramp.shape)), result.backend, seconds, msamples_per_s(ramp.shape, seconds),
     )
+    return EXIT_OK
+
+
+def _optional_reference(kind: str, explicit: Path | None, keyword: str, ramp: Any, ramp_path: Path) -> Path | None:
+    """An explicit reference file, else the header's (when it exists next to the file), else None."""
+    if explicit is not None:
+        return _reference_path(kind, explicit, keyword, ramp, ramp_path)
+    name = str(ramp.meta.get(keyword) or "").strip()
+    if name and (ramp_path.parent / name).is_file():
+        return ramp_path.parent / name
+    return None
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from .backend import resolve_backend
+    from .extraction import extract_ramp
+    from .ramp import Ramp
+
+    backend = resolve_backend(args.backend)
+    path: Path = args.file
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    for out, what in ((args.output, "-o"), (args.plot, "--plot")):
+        if out is not None and out.resolve() == path.resolve():
+            raise InputError(f"{what} {out} would overwrite the input file")
+    if args.output is not None and args.output.suffix.lower() not in (".ecsv", ".fits", ".fit"):
+        raise InputError(f"cannot tell the table format of {args.output}: use a .ecsv or .fits name")
+    try:
+        ramp = Ramp.from_fits(path)
+    except (GpucalError, OSError) as exc:
+        message = str(exc) or type(exc).__name__
+        raise _ExitWith(message if path.name in message else f"{path}: {message}") from exc
+    gain = _optional_reference("gain", args.gain, "R_GAIN", ramp, path)
+    readnoise = _optional_reference("readnoise", args.readnoise, "R_READNO", ramp, path)
+    if args.fit and (gain is None or readnoise is None):
+        raise InputError("--fit needs gain and readnoise: pass --gain and --readnoise")
+
+    # Pass the path so the file's ERR extension is found; the Ramp above validated it.
+    profile = extract_ramp(
+        path, args.aperture, args.function, integration=args.integration, use_dq=args.use_dq,
+        gain=gain, readnoise=readnoise, aperture_method=args.aperture_method, backend=backend,
+    )
+    log.info("extract %s: %s of %s, %d integration(s) x %d groups, uncertainty from %s",
+             path.name, profile.function, profile.aperture, len(profile.integrations),
+             profile.ngroups, profile.meta["ERRSRC"])
+    if args.output is not None:
+        log.info("wrote %s", profile.write(args.output))
+    if args.plot is not None:
+        try:
+            ax = profile.plot(fit=args.fit)
+        except ImportError as exc:
+            raise _ExitWith(str(exc)) from exc
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        from .io.atomic import atomic_write
+
+        fmt = args.plot.suffix.lstrip(".").lower() or "png"
+        with atomic_write(args.plot) as fh:
+            ax.figure.savefig(fh, format=fmt, dpi=110, bbox_inches="tight")
+        log.info("wrote %s", args.plot)
+    if args.output is None and args.plot is None:
+        profile.to_table().pprint_all()
     return EXIT_OK
 
 
