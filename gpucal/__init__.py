@@ -25,6 +25,7 @@ __all__ = [
     "RateProduct",
     "FitOptProduct",
     "ramp_fit",
+    "detect_jumps",
     "get_backend",
     "gpu_available",
     "set_backend",
@@ -46,4 +47,8 @@ def __getattr__(name: str):
         from .ramp_fitting import ramp_fit
 
         return ramp_fit
+    if name == "detect_jumps":
+        from .jump_detection import detect_jumps
+
+        return detect_jumps
     raise AttributeError(f"module 'gpucal' has no attribute {name!r}")
