@@ -1,0 +1,66 @@
+"""Jump-detection test exposures: realistic synthetic ones and adversarial random blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cpu_fallback.jump import MODE_ITERATIVE, MODE_NONE, MODE_SINGLE_PASS, JumpParams
+from gpucal import dq
+from gpucal.jump_io import TwoPointInputs
+from gpucal.synthetic import make_exposure
+
+
+def exposure(nints, ngroups, ny, nx, *, seed, instrument="NIRCAM", cr_rate=2e-3, dnu_groups=0.0, nframes=1,
+             frame_time=None):
+    """A synthetic exposure (no JUMP_DET set), with optional extra random DO_NOT_USE groups."""
+    kw = {} if frame_time is None else {"frame_time": frame_time}
+    ex = make_exposure(nints, ngroups, ny, nx, seed=seed, flag_jumps=False, cr_rate=cr_rate,
+                       instrument=instrument, nframes=nframes, **kw)
+    if dnu_groups:
+        rng = np.random.default_rng(seed + 1000)
+        hit = rng.random(ex.ramp.groupdq.shape) < dnu_groups
+        ex.ramp.groupdq[hit] |= np.uint8(dq.DO_NOT_USE)
+    return ex
+
+
+def params(nints, ngroups, mode, *, nframes=1, e1=0.0, e2=0.0, n1=0, n2=0, flag_4_neighbors=True,
+           min_nb=10.0, max_nb=1000.0) -> JumpParams:
+    return JumpParams(nints=nints, ngroups=ngroups, nframes=nframes, mode=mode, rejection_threshold=4.0,
+                      three_group_rejection_threshold=6.0, four_group_rejection_threshold=5.0,
+                      min_jump_to_flag_neighbors=min_nb, max_jump_to_flag_neighbors=max_nb,
+                      after_jump_e1=e1, after_jump_e2=e2, flag_4_neighbors=flag_4_neighbors,
+                      after_jump_n1=n1, after_jump_n2=n2)
+
+
+def random_block(nints, ngroups, npix, *, seed, flag_rate=0.1, nan_gain=True, zero_rn=True, ties=True):
+    """Adversarial inputs: jumps of both signs, DO_NOT_USE/SATURATED groups, NaN and zero
+    gain, zero read noise, flat ramps whose differences tie exactly."""
+    rng = np.random.default_rng(seed)
+    rate = rng.lognormal(2.0, 1.5, npix)
+    rate[rng.random(npix) < 0.1] *= -1
+    data = 1000.0 + np.arange(ngroups)[None, :, None] * rate[None, None] + rng.normal(0, 8, (nints, ngroups, npix))
+    steps = (rng.random((nints, ngroups, npix)) < flag_rate) * rng.choice([-1.0, 1.0], (nints, ngroups, npix)) \
+        * rng.lognormal(5.0, 1.5, (nints, ngroups, npix))
+    data += np.cumsum(steps, axis=1)
+    if ties:
+        flat = rng.random(npix) < 0.1
+        data[:, :, flat] = np.round(data[:, :1, flat] + 10.0 * np.arange(ngroups)[None, :, None])
+    gdq = np.zeros((nints, ngroups, npix), np.uint8)
+    u = rng.random((nints, ngroups, npix))
+    gdq[u < flag_rate / 2] |= np.uint8(dq.DO_NOT_USE)
+    gdq[(u > 0.5) & (u < 0.5 + flag_rate / 4)] |= np.uint8(dq.JUMP_DET)
+    sat_from = rng.integers(1, ngroups + 5, npix)
+    gdq[:, :, :] |= np.where(np.arange(ngroups)[None, :, None] >= sat_from[None, None], np.uint8(dq.SATURATED),
+                             np.uint8(0))
+    gain = rng.uniform(1.5, 2.5, npix).astype(np.float32)
+    if nan_gain:
+        gain[rng.random(npix) < 0.03] = np.nan
+        gain[rng.random(npix) < 0.02] = 0.0
+    readnoise = rng.uniform(5, 15, npix).astype(np.float32)
+    if zero_rn:
+        readnoise[rng.random(npix) < 0.05] = 0.0
+    rn_e = readnoise * gain
+    return TwoPointInputs(data=data.astype(np.float32), groupdq=gdq, gain=gain, rn2=(rn_e * rn_e).astype(np.float32))
+
+
+MODES = {"iterative": MODE_ITERATIVE, "single": MODE_SINGLE_PASS, "none": MODE_NONE}
