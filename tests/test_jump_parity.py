@@ -1,0 +1,169 @@
+"""gpucal.detect_jumps (numpy fallback) against stcal 1.20 ``detect_jumps_data``.
+
+Bound: identical. The whole group DQ (JUMP_DET and every other bit), the pixel DQ and the
+primary-CR count equal stcal's, on synthetic exposures with cosmic rays, saturating stars,
+DO_NOT_USE groups and NaN/zero gains, for each detection path and non-default settings.
+The sigma-clipping path calls astropy's ``sigma_clip`` exactly as stcal does (same
+arguments on the same float64 differences), so it is identical too.
+"""
+
+import numpy as np
+import pytest
+
+import gpucal
+from gpucal import dq
+from jump_cases import exposure
+from stcal_jump_reference import stcal_detect_jumps
+
+pytest.importorskip("stcal")
+
+
+def run_both(ex, **kw):
+    r = ex.ramp
+    ours = gpucal.detect_jumps(r, ex.gain, ex.readnoise, backend="cpu", **kw)
+    kw.pop("max_memory", None)
+    gdq, pdq, n_primary = stcal_detect_jumps(r.data, r.groupdq, r.pixeldq, ex.gain, ex.readnoise,
+                                             group_time=r.group_time, nframes=r.nframes, **kw)
+    return ours, gdq, pdq, n_primary
+
+
+def assert_parity(ex, *, min_jumps=1, **kw):
+    before = (ex.ramp.groupdq.copy(), ex.ramp.pixeldq.copy(), ex.ramp.data.copy())
+    ours, gdq, pdq, n_primary = run_both(ex, **kw)
+    # the input ramp is never modified
+    np.testing.assert_array_equal(ex.ramp.groupdq, before[0])
+    np.testing.assert_array_equal(ex.ramp.pixeldq, before[1])
+    np.testing.assert_array_equal(ex.ramp.data, before[2])
+    diff = np.asarray(ours.groupdq) != gdq
+    assert not diff.any(), f"groupdq: {np.count_nonzero(diff)} of {diff.size} samples differ " \
+                           f"(first at {np.argwhere(diff)[0]})"
+    np.testing.assert_array_equal(ours.pixeldq, pdq)
+    assert ours.meta["JUMP_NPRIMARY"] == n_primary
+    n_jump = np.count_nonzero(gdq & dq.JUMP_DET)
+    assert n_jump >= min_jumps, "case too easy: stcal flagged too few jumps to mean anything"
+    return ours, gdq
+
+
+CASES = {
+    # name: (exposure arguments, detect_jumps arguments)
+    "nir10": (dict(nints=1, ngroups=10, ny=96, nx=80, seed=1), {}),
+    "nir10_dnu": (dict(nints=2, ngroups=10, ny=64, nx=64, seed=2, dnu_groups=0.03), {}),
+    "nir10_nframes4": (dict(nints=1, ngroups=10, ny=48, nx=48, seed=3, nframes=4), {}),
+    "three_groups": (dict(nints=3, ngroups=3, ny=64, nx=64, seed=4, cr_rate=5e-3), {}),
+    "four_groups": (dict(nints=2, ngroups=4, ny=64, nx=64, seed=5, cr_rate=5e-3), {}),
+    "miri_single_pass": (dict(nints=2, ngroups=35, ny=48, nx=48, seed=6, instrument="MIRI", frame_time=2.775), {}),
+    "miri_iterative": (dict(nints=4, ngroups=10, ny=48, nx=48, seed=7, instrument="MIRI", frame_time=2.775,
+                            dnu_groups=0.02), {}),
+    "sigma_clip_ints": (dict(nints=100, ngroups=4, ny=16, nx=16, seed=8, cr_rate=5e-3), {}),
+    "sigma_clip_groups": (dict(nints=30, ngroups=5, ny=12, nx=12, seed=9, cr_rate=5e-3),
+                          dict(only_use_ints=False)),
+    "no_neighbours": (dict(nints=1, ngroups=10, ny=64, nx=64, seed=10), dict(flag_4_neighbors=False)),
+    "after_jump": (dict(nints=2, ngroups=10, ny=64, nx=64, seed=11),
+                   dict(after_jump_flag_dn1=10.0, after_jump_flag_time1=25.0, after_jump_flag_dn2=1000.0,
+                        after_jump_flag_time2=60.0)),
+    "neighbour_window": (dict(nints=1, ngroups=8, ny=64, nx=64, seed=12),
+                         dict(min_jump_to_flag_neighbors=5.0, max_jump_to_flag_neighbors=200.0,
+                              rejection_threshold=3.5, three_group_rejection_threshold=5.5,
+                              four_group_rejection_threshold=4.5)),
+    "row_blocks_halo": (dict(nints=2, ngroups=6, ny=40, nx=32, seed=13, cr_rate=1e-2),
+                        dict(max_memory=2 * 6 * 64 * 32 * 3)),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_parity_with_stcal(name):
+    exp_args, kw = CASES[name]
+    ex = exposure(**exp_args)
+    ours, gdq = assert_parity(ex, **kw)
+
+
+def test_every_path_is_exercised():
+    """The cases above cover the iterative, single-pass and sigma-clip paths."""
+    from cpu_fallback import jump as cj
+
+    seen = set()
+    original = cj.two_point_block
+
+    def spy(fp, *args):
+        seen.add(fp.mode)
+        return original(fp, *args)
+
+    import gpucal.jump_detection as jd
+
+    jd.two_point_block = spy
+    try:
+        for name in ("nir10", "miri_single_pass", "sigma_clip_ints"):
+            exp_args, kw = CASES[name]
+            ex = exposure(**{**exp_args, "ny": 8, "nx": 8})
+            gpucal.detect_jumps(ex.ramp, ex.gain, ex.readnoise, backend="cpu", **kw)
+    finally:
+        jd.two_point_block = original
+    assert seen == {cj.MODE_ITERATIVE, cj.MODE_SINGLE_PASS, cj.MODE_NONE}
+
+
+def test_skipped_when_too_few_usable_groups():
+    """Groups 0-1 DO_NOT_USE in every pixel of a 4-group ramp: no detection, n = -99."""
+    ex = exposure(nints=1, ngroups=4, ny=32, nx=32, seed=20, cr_rate=1e-2)
+    ex.ramp.groupdq[:, :2] |= np.uint8(dq.DO_NOT_USE)
+    ex.ramp.groupdq[0, 2, :4, :4] |= np.uint8(dq.JUMP_DET | dq.DO_NOT_USE)  # cleared by section 8
+    ex.ramp.groupdq[0, 3, 5, 5] |= np.uint8(dq.JUMP_DET)  # kept
+    ours, gdq = assert_parity(ex)
+    assert ours.meta["JUMP_NPRIMARY"] == -99
+    assert gdq[0, 3, 5, 5] & dq.JUMP_DET
+
+
+def test_two_groups_step_skipped():
+    ex = exposure(nints=1, ngroups=2, ny=16, nx=16, seed=21)
+    out = gpucal.detect_jumps(ex.ramp, ex.gain, ex.readnoise, backend="cpu")
+    np.testing.assert_array_equal(out.groupdq, ex.ramp.groupdq)
+    np.testing.assert_array_equal(out.pixeldq, ex.ramp.pixeldq)  # not even bad-gain flags
+
+
+# Spec section 11: 3x3 frame, CR in the centre pixel, gain 1, read noise 1, nframes 1.
+EDGE_CASES = {
+    "three_groups_small": ([0, 10, 20], None),
+    "three_groups_jump": ([0, 10, 200], [0, 0, 4]),
+    "four_groups": ([0, 10, 20, 200], None),
+    "all_equal": ([0, 10, 20, 30, 40, 50], None),
+    "six_groups": ([0, 10, 20, 30, 40, 400], None),
+    "negative": ([0, 10, 20, -10, 0, 10], None),
+    "sign_flip": ([0, 10, 20, 10, 20, 30], None),
+    "two_jumps": ([0, 10, 300, 310, 320, 900, 910], None),
+    "huge": ([0, 10, 20, 30, 40, 50000], None),
+    "single_pass": ([0, 10, 20, 30, 40, 50, 60, 5000, 5010, 5020, 5030, 5040], None),
+}
+
+
+@pytest.mark.parametrize("name", list(EDGE_CASES))
+def test_spec_edge_cases(name):
+    ramp_values, expected = EDGE_CASES[name]
+    g = len(ramp_values)
+    data = np.zeros((1, g, 3, 3), np.float32) + 10.0 * np.arange(g, dtype=np.float32)[None, :, None, None]
+    data[0, :, 1, 1] = ramp_values
+    gdq = np.zeros(data.shape, np.uint8)
+    pdq = np.zeros((3, 3), np.uint32)
+    gain = np.ones((3, 3), np.float32)
+    rn = np.ones((3, 3), np.float32)
+    ramp = gpucal.Ramp(data, gdq, pdq, group_time=10.0, frame_time=10.0, nframes=1)
+    ours = gpucal.detect_jumps(ramp, gain, rn, backend="cpu")
+    ref, _, _ = stcal_detect_jumps(data, gdq, pdq, gain, rn, group_time=10.0)
+    np.testing.assert_array_equal(ours.groupdq, ref)
+    if expected is not None:
+        np.testing.assert_array_equal(ours.groupdq[0, :, 1, 1], expected)
+        assert not ours.groupdq[0, :, 0, 1].any()  # rho ~ 9 against the unclipped median: no neighbours
+
+
+def test_after_jump_example_from_spec():
+    """n1 = 2, dn1 = 100: the centre gets groups 3, 4, 5; neighbours only group 3."""
+    values = [0, 10, 20, 1000, 1010, 1020, 1030]
+    data = np.zeros((1, 7, 3, 3), np.float32) + 10.0 * np.arange(7, dtype=np.float32)[None, :, None, None]
+    data[0, :, 1, 1] = values
+    gdq = np.zeros(data.shape, np.uint8)
+    ramp = gpucal.Ramp(data, gdq, np.zeros((3, 3), np.uint32), group_time=10.0, frame_time=10.0, nframes=1)
+    ones = np.ones((3, 3), np.float32)
+    ours = gpucal.detect_jumps(ramp, ones, ones, backend="cpu", after_jump_flag_dn1=100.0, after_jump_flag_time1=20.0)
+    ref, _, _ = stcal_detect_jumps(data, gdq, ramp.pixeldq, ones, ones, group_time=10.0, after_jump_flag_dn1=100.0,
+                                   after_jump_flag_time1=20.0)
+    np.testing.assert_array_equal(ours.groupdq, ref)
+    np.testing.assert_array_equal(np.nonzero(ours.groupdq[0, :, 1, 1])[0], [3, 4, 5])
+    np.testing.assert_array_equal(np.nonzero(ours.groupdq[0, :, 0, 1])[0], [3])
