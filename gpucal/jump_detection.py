@@ -130,8 +130,9 @@ def detect_jumps(
     -------
     Ramp
         A new ramp with the same data, the new group DQ and pixel DQ. ``meta`` gains
-        ``JUMP_NPRIMARY`` (number of primary JUMP_DET samples, or -99 when detection was
-        skipped for too few usable groups).
+        ``JUMPNPRI`` (number of primary JUMP_DET samples after section 5, or -99 when
+        detection was skipped for too few usable groups), ``PRIMECRS`` (jwst's primary
+        cosmic-ray rate, events per 1000 s per pixel, when defined) and ``S_JUMP``.
     """
     start_time = time.perf_counter()
     ramp = ramp if isinstance(ramp, Ramp) else Ramp.from_fits(ramp)
@@ -257,8 +258,16 @@ def _check_parameters(args: dict) -> None:
 
 def _new_ramp(ramp: Ramp, groupdq: np.ndarray, pixeldq: np.ndarray, n_primary: int | None) -> Ramp:
     meta = dict(ramp.meta)
-    if n_primary is not None:
-        meta["JUMP_NPRIMARY"] = int(n_primary)
+    if n_primary is None:
+        meta["S_JUMP"] = "SKIPPED"
+    else:
+        meta["S_JUMP"] = "COMPLETE"
+        meta["JUMPNPRI"] = int(n_primary)
+        # jwst JumpStep: rate per 1000 s per pixel over the groups that are not DO_NOT_USE everywhere
+        nints, ngroups, ny, nx = ramp.shape
+        t_used = nints * ngroups - nints - int(_all_dnu_planes_array(groupdq).sum())
+        if t_used >= 1:
+            meta["PRIMECRS"] = 1000.0 * n_primary / (ramp.group_time * t_used * ny * nx)
     return Ramp(ramp.data, groupdq, pixeldq, group_time=ramp.group_time, frame_time=ramp.frame_time,
                 nframes=ramp.nframes, groupgap=ramp.groupgap, drop_frames1=ramp.drop_frames1,
                 zeroframe=ramp.zeroframe, meta=meta)
@@ -266,11 +275,15 @@ def _new_ramp(ramp: Ramp, groupdq: np.ndarray, pixeldq: np.ndarray, n_primary: i
 
 def _all_dnu_planes(ramp: Ramp) -> np.ndarray:
     """(nints, ngroups) booleans: the group is DO_NOT_USE in every pixel (section 4)."""
-    nints, ngroups, ny, nx = ramp.shape
+    return _all_dnu_planes_array(ramp.groupdq)
+
+
+def _all_dnu_planes_array(groupdq) -> np.ndarray:
+    nints, ngroups, ny, nx = groupdq.shape
     result = np.ones((nints, ngroups), dtype=bool)
     rows = max(1, CPU_BLOCK_SAMPLES // max(1, nints * ngroups * nx))
     for r0 in range(0, ny, rows):
-        q = np.asarray(ramp.groupdq[:, :, r0:r0 + rows])
+        q = np.asarray(groupdq[:, :, r0:r0 + rows])
         result &= ((q & np.uint8(DO_NOT_USE)) != 0).all(axis=(2, 3))
     return result
 

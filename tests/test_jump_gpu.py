@@ -43,4 +43,4 @@ def test_public_api_gpu_equals_cpu_with_streaming(kw):
     cpu = gpucal.detect_jumps(ex.ramp, ex.gain, ex.readnoise, backend="cpu", **kw)
     np.testing.assert_array_equal(gpu.groupdq, cpu.groupdq)
     np.testing.assert_array_equal(gpu.pixeldq, cpu.pixeldq)
-    assert gpu.meta["JUMP_NPRIMARY"] == cpu.meta["JUMP_NPRIMARY"]
+    assert gpu.meta["JUMPNPRI"] == cpu.meta["JUMPNPRI"]

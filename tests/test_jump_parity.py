@@ -38,7 +38,7 @@ def assert_parity(ex, *, min_jumps=1, **kw):
     assert not diff.any(), f"groupdq: {np.count_nonzero(diff)} of {diff.size} samples differ " \
                            f"(first at {np.argwhere(diff)[0]})"
     np.testing.assert_array_equal(ours.pixeldq, pdq)
-    assert ours.meta["JUMP_NPRIMARY"] == n_primary
+    assert ours.meta["JUMPNPRI"] == n_primary
     n_jump = np.count_nonzero(gdq & dq.JUMP_DET)
     assert n_jump >= min_jumps, "case too easy: stcal flagged too few jumps to mean anything"
     return ours, gdq
@@ -108,7 +108,7 @@ def test_skipped_when_too_few_usable_groups():
     ex.ramp.groupdq[0, 2, :4, :4] |= np.uint8(dq.JUMP_DET | dq.DO_NOT_USE)  # cleared by section 8
     ex.ramp.groupdq[0, 3, 5, 5] |= np.uint8(dq.JUMP_DET)  # kept
     ours, gdq = assert_parity(ex)
-    assert ours.meta["JUMP_NPRIMARY"] == -99
+    assert ours.meta["JUMPNPRI"] == -99
     assert gdq[0, 3, 5, 5] & dq.JUMP_DET
 
 
