@@ -79,17 +79,26 @@ def first_differences(e: np.ndarray) -> np.ndarray:
     return (e[:, 1:, :] - e[:, :-1, :]).astype(np.float64)
 
 
+def _sorted_by_pixel(values: np.ndarray) -> np.ndarray:
+    """``values`` (n, npix) sorted per pixel into a contiguous (npix, n) array, NaN last."""
+    s = np.array(values.T, order="C", copy=True)  # always a copy: the input must survive the sort
+    s.sort(axis=1)
+    return s
+
+
 def sorted_median(values: np.ndarray) -> np.ndarray:
     """NaN-ignoring median along axis 0 (numpy ``nanmedian`` semantics), by sorting."""
-    s = np.sort(values, axis=0)  # NaN sorts last
-    n = np.count_nonzero(~np.isnan(values), axis=0)
+    s = _sorted_by_pixel(values)
+    n = np.count_nonzero(~np.isnan(s), axis=1)
     return _median_of_sorted(s, n)
 
 
 def _median_of_sorted(s: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Median of the first ``n[p]`` entries of each row ``s[p]``; NaN where ``n`` is 0."""
     half = n // 2
-    upper = np.take_along_axis(s, np.minimum(half, s.shape[0] - 1)[None], axis=0)[0]
-    lower = np.take_along_axis(s, np.maximum(half - 1, 0)[None], axis=0)[0]
+    rows = np.arange(s.shape[0])
+    upper = s[rows, np.minimum(half, s.shape[1] - 1)]
+    lower = s[rows, np.maximum(half - 1, 0)]
     median = np.where(n & 1, upper, (lower + upper) / 2.0)
     return np.where(n == 0, np.nan, median)
 
@@ -107,13 +116,13 @@ def clipped_median(a: np.ndarray) -> np.ndarray:
     minimum; U == 3: the median; U >= 4: the median after removing every entry equal to
     the maximum.
     """
-    s = np.sort(a, axis=0)
-    u = np.count_nonzero(~np.isnan(a), axis=0)
-    top = np.take_along_axis(s, np.maximum(u - 1, 0)[None], axis=0)[0]
-    n_top = np.count_nonzero(s == top[None], axis=0)
+    s = _sorted_by_pixel(a)
+    u = np.count_nonzero(~np.isnan(s), axis=1)
+    top = s[np.arange(s.shape[0]), np.maximum(u - 1, 0)]
+    n_top = np.count_nonzero(s == top[:, None], axis=1)
     m = np.where(u >= 4, u - n_top, u)
     median = _median_of_sorted(s, m)
-    median = np.where(u == 2, s[0], median)
+    median = np.where(u == 2, s[:, 0], median)
     return np.where(u < 2, np.nan, median)
 
 
@@ -155,38 +164,30 @@ def iterative_search(fp: JumpParams, d: np.ndarray, rn2: np.ndarray, gdq_out: np
         any_flag = flag.any(axis=(0, 1))
         if not any_flag.any():
             break
-        for i in range(nints):
-            for j in range(ndiffs):
-                hit = flag[i, j]
-                if hit.any():
-                    pix = active[hit]
-                    gdq_out[i, j + 1, pix] |= _JUMP
-                    a[i * ndiffs + j, pix] = np.nan
+        ii, jj, kk = np.nonzero(flag)
+        pix = active[kk]
+        gdq_out[ii, jj + 1, pix] |= _JUMP
+        a[ii * ndiffs + jj, pix] = np.nan
         active = active[any_flag]
 
 
 def single_pass(fp: JumpParams, d: np.ndarray, median: np.ndarray, sigma: np.ndarray, gdq_out: np.ndarray) -> None:
     """One pass against the pooled signed median, 4-sigma threshold (5.2)."""
-    for i in range(fp.nints):
-        for g in range(1, fp.ngroups):
-            diff = d[i, g - 1]
-            rho = np.abs(diff - median) / sigma
-            hit = (rho > fp.rejection_threshold) & np.isfinite(diff)
-            gdq_out[i, g] |= np.where(hit, _JUMP, np.uint8(0))
+    rho = np.abs(d - median) / sigma  # every (integration, group) at once: elementwise, same bits
+    hit = (rho > fp.rejection_threshold) & np.isfinite(d)
+    gdq_out[:, 1:] |= np.where(hit, _JUMP, np.uint8(0))
 
 
 def jump_marks(fp: JumpParams, d: np.ndarray, median: np.ndarray, sigma: np.ndarray, marks: np.ndarray) -> None:
     """Per-group facts about this pixel that the neighbour kernel needs (6, 7)."""
-    for i in range(fp.nints):
-        for g in range(1, fp.ngroups):
-            diff = d[i, g - 1]
-            rho = np.abs(diff - median) / sigma
-            window = (rho > fp.min_jump_to_flag_neighbors) & (rho < fp.max_jump_to_flag_neighbors)
-            excess = diff - median
-            m = np.where(window, np.uint8(MARK_NEIGHBOUR), np.uint8(0))
-            m |= np.where(excess >= fp.after_jump_e1, np.uint8(MARK_AFTER1), np.uint8(0))
-            m |= np.where(excess >= fp.after_jump_e2, np.uint8(MARK_AFTER2), np.uint8(0))
-            marks[i, g] = m
+    excess = d - median
+    rho = np.abs(excess) / sigma
+    window = (rho > fp.min_jump_to_flag_neighbors) & (rho < fp.max_jump_to_flag_neighbors)
+    m = np.where(window, np.uint8(MARK_NEIGHBOUR), np.uint8(0))
+    m |= np.where(excess >= fp.after_jump_e1, np.uint8(MARK_AFTER1), np.uint8(0))
+    m |= np.where(excess >= fp.after_jump_e2, np.uint8(MARK_AFTER2), np.uint8(0))
+    marks[:, 0] = 0
+    marks[:, 1:] = m
 
 
 def two_point_block(fp: JumpParams, data, groupdq, gain, rn2, gdq_out, marks, median_out, sigma_out) -> None:
@@ -214,12 +215,12 @@ def two_point_block(fp: JumpParams, data, groupdq, gain, rn2, gdq_out, marks, me
 
 
 def _dilate(seed: np.ndarray) -> np.ndarray:
-    """Plus-shaped dilation of a (rows, nx) boolean image, clipped at its edges."""
+    """Plus-shaped dilation over the last two axes (rows, columns), clipped at the edges."""
     out = seed.copy()
-    out[1:] |= seed[:-1]
-    out[:-1] |= seed[1:]
-    out[:, 1:] |= seed[:, :-1]
-    out[:, :-1] |= seed[:, 1:]
+    out[..., 1:, :] |= seed[..., :-1, :]
+    out[..., :-1, :] |= seed[..., 1:, :]
+    out[..., :, 1:] |= seed[..., :, :-1]
+    out[..., :, :-1] |= seed[..., :, 1:]
     return out
 
 
@@ -228,34 +229,35 @@ def neighbour_block(fp: JumpParams, gdq_in, marks, gdq_out, nx: int, halo_top: i
 
     ``gdq_in`` and ``marks`` are (nints, ngroups, rows_in * nx) and hold the block's rows
     starting at row ``halo_top``, with the row above (``halo_top == 1``) and the row below
-    when they exist in the frame; ``gdq_out`` is (nints, ngroups, rows * nx).
+    when they exist in the frame; ``gdq_out`` is (nints, ngroups, rows * nx). Every
+    (integration, group) plane is independent in section 6, so the planes are processed
+    together; the after-jump reach (7) walks the groups in order.
     """
     nints, ngroups, npix_in = gdq_in.shape
     rows_in = npix_in // nx
     own = slice(halo_top, halo_top + rows)
-    for i in range(nints):
-        reach1 = np.full((rows, nx), -1, dtype=np.int64)
-        reach2 = np.full((rows, nx), -1, dtype=np.int64)
+    q_all = gdq_in.reshape(nints, ngroups, rows_in, nx)
+    m_all = marks.reshape(nints, ngroups, rows_in, nx)
+    q = q_all[:, :, own].copy()
+    m = m_all[:, :, own]
+    valid = (q & _INVALID) == 0
+    if fp.flag_4_neighbors and ngroups > 1:
+        seed = ((m_all[:, 1:] & MARK_NEIGHBOUR) != 0) & ((q_all[:, 1:] & _JUMP) != 0)
+        spread = _dilate(seed)[:, :, own]
+        q[:, 1:] |= np.where(spread & valid[:, 1:], _JUMP, np.uint8(0))
+    if fp.after_jump_n1 > 0 or fp.after_jump_n2 > 0:
+        reach1 = np.full((nints, rows, nx), -1, dtype=np.int64)
+        reach2 = np.full((nints, rows, nx), -1, dtype=np.int64)
         for g in range(ngroups):
-            q_all = gdq_in[i, g].reshape(rows_in, nx)
-            m_all = marks[i, g].reshape(rows_in, nx)
-            q = q_all[own].copy()
-            m = m_all[own]
-            valid = (q & _INVALID) == 0
-            if fp.flag_4_neighbors and g >= 1:
-                seed = ((m_all & MARK_NEIGHBOUR) != 0) & ((q_all & _JUMP) != 0)
-                spread = _dilate(seed)[own]
-                q |= np.where(spread & valid, _JUMP, np.uint8(0))
-            if fp.after_jump_n1 > 0 or fp.after_jump_n2 > 0:
-                if g >= 1:
-                    jumped = (q & _JUMP) != 0
-                    reach1 = np.where(jumped & ((m & MARK_AFTER1) != 0), np.maximum(reach1, g + fp.after_jump_n1),
-                                      reach1)
-                    reach2 = np.where(jumped & ((m & MARK_AFTER2) != 0), np.maximum(reach2, g + fp.after_jump_n2),
-                                      reach2)
-                marked = (g <= reach1) | (g <= reach2)
-                q |= np.where(marked & valid, _JUMP, np.uint8(0))
-            gdq_out[i, g] = clear_jump_conflicts(q).reshape(rows * nx)
+            if g >= 1:
+                jumped = (q[:, g] & _JUMP) != 0
+                reach1 = np.where(jumped & ((m[:, g] & MARK_AFTER1) != 0), np.maximum(reach1, g + fp.after_jump_n1),
+                                  reach1)
+                reach2 = np.where(jumped & ((m[:, g] & MARK_AFTER2) != 0), np.maximum(reach2, g + fp.after_jump_n2),
+                                  reach2)
+            marked = (g <= reach1) | (g <= reach2)
+            q[:, g] |= np.where(marked & valid[:, g], _JUMP, np.uint8(0))
+    gdq_out[...] = clear_jump_conflicts(q).reshape(nints, ngroups, rows * nx)
 
 
 def clear_jump_conflicts(q: np.ndarray) -> np.ndarray:

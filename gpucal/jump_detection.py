@@ -12,8 +12,9 @@ then makes two passes over row blocks:
    for every row), after-jump flagging and the final JUMP_DET clean-up.
 
 The multi-integration sigma-clipping mode (5.3) runs astropy's ``sigma_clip`` on the CPU
-for both backends, between the passes. Snowball and shower expansion are not
-implemented yet (they raise :class:`~gpucal.errors.InputError`).
+for both backends, between the passes. Snowball expansion (``expand_large_events``) runs
+afterwards on the CPU for both backends (:mod:`gpucal.snowballs`); MIRI shower flagging
+is not implemented yet (``find_showers=True`` raises :class:`~gpucal.errors.InputError`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,13 @@ def detect_jumps(
     min_sat_area: float = 1.0,
     min_jump_area: float = 5.0,
     expand_factor: float = 2.0,
+    sat_required_snowball: bool = True,
+    min_sat_radius_extend: float = 2.5,
+    sat_expand: float = 2.0,
+    edge_size: int = 25,
+    mask_snowball_core_next_int: bool = True,
+    snowball_time_masked_next_int: float = 4000.0,
+    max_extended_radius: float = 200.0,
     find_showers: bool = False,
     max_memory: int | str | None = None,
     progress: ProgressCallback | None = None,
@@ -118,8 +126,13 @@ def detect_jumps(
         integrations (``only_use_ints``) or usable groups in all.
     min_diffs_single_pass
         Ramps with at least this many usable differences use the single pass.
-    expand_large_events, min_sat_area, min_jump_area, expand_factor, find_showers
-        Snowball and shower expansion: not implemented yet; True raises InputError.
+    expand_large_events, min_sat_area, min_jump_area, expand_factor, sat_required_snowball,
+    min_sat_radius_extend, sat_expand, edge_size, mask_snowball_core_next_int,
+    snowball_time_masked_next_int, max_extended_radius
+        Snowball expansion (:mod:`gpucal.snowballs`, on the CPU for both backends; needs
+        scikit-image), with jwst JumpStep's parameters and defaults.
+    find_showers
+        MIRI shower flagging: not implemented yet; True raises InputError.
     max_memory : int or str, optional
         Memory budget for the working set (bytes or e.g. ``"2GB"``).
     progress : callable, optional
@@ -141,9 +154,18 @@ def detect_jumps(
     gain_2d = _reference_array(gain, "gain", ramp)
     readnoise_2d = _reference_array(readnoise, "readnoise", ramp)
     _check_parameters(locals())
-    if expand_large_events or find_showers:
-        raise InputError("snowball (expand_large_events) and shower (find_showers) flagging are not "
-                         "implemented in gpucal yet")
+    if find_showers:
+        raise InputError("shower flagging (find_showers) is not implemented in gpucal yet")
+    snowball = None
+    if expand_large_events:
+        from gpucal.snowballs import SnowballParams
+
+        snowball = SnowballParams(
+            min_sat_area=float(min_sat_area), min_jump_area=float(min_jump_area), expand_factor=float(expand_factor),
+            sat_required_snowball=bool(sat_required_snowball), min_sat_radius_extend=float(min_sat_radius_extend),
+            sat_expand=2 * sat_expand, edge_size=int(edge_size), mask_persist_next_int=bool(mask_snowball_core_next_int),
+            persist_groups=int(snowball_time_masked_next_int // ramp.group_time),
+            max_extended_width=2 * max_extended_radius)
     name = resolve_backend(backend)
     budget = parse_memory(max_memory)
     nints, ngroups, ny, nx = ramp.shape
@@ -197,7 +219,7 @@ def detect_jumps(
         for r0 in range(0, ny, max(1, CPU_BLOCK_SAMPLES // max(1, nints * ngroups * nx))):
             r1 = min(ny, r0 + max(1, CPU_BLOCK_SAMPLES // max(1, nints * ngroups * nx)))
             gdq[:, :, r0:r1] = clear_jump_conflicts(np.asarray(ramp.groupdq[:, :, r0:r1], dtype=np.uint8))
-        return _new_ramp(ramp, gdq, pixeldq, -99)
+        return _new_ramp(ramp, gdq, pixeldq, -99, _snowballs(gdq, snowball))
 
     marks = np.empty_like(gdq)
     total = 2 * ny * nx
@@ -231,10 +253,21 @@ def detect_jumps(
         rows = _cpu_rows(fp, ny, nx, budget)
         _stage2_cpu(fp, gdq, marks, out, rows, counter.add)
 
+    n_extended = _snowballs(out, snowball)
     elapsed = time.perf_counter() - start_time
     log.debug("detect_jumps %s on %s: %.2f s, %.1f Msamples/s", ramp.shape, name, elapsed,
               nints * ngroups * ny * nx / elapsed / 1e6)
-    return _new_ramp(ramp, out, pixeldq, n_primary)
+    return _new_ramp(ramp, out, pixeldq, n_primary, n_extended)
+
+
+def _snowballs(gdq: np.ndarray, snowball) -> int | None:
+    if snowball is None:
+        return None
+    from gpucal.snowballs import flag_snowballs
+
+    count = flag_snowballs(gdq, snowball)
+    log.info("snowballs: %d", count)
+    return count
 
 
 def _check_parameters(args: dict) -> None:
@@ -250,14 +283,23 @@ def _check_parameters(args: dict) -> None:
     for key in ("rejection_threshold", "three_group_rejection_threshold", "four_group_rejection_threshold"):
         if args[key] <= 0:
             raise InputError(f"{key} must be > 0, got {args[key]!r}")
-    for key in ("minimum_groups", "minimum_sigclip_groups", "min_diffs_single_pass"):
+    for key in ("min_sat_area", "min_jump_area", "expand_factor", "min_sat_radius_extend", "sat_expand",
+                "snowball_time_masked_next_int", "max_extended_radius"):
+        value = args[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+                or not math.isfinite(float(value)) or value < 0:
+            raise InputError(f"{key} must be a finite number >= 0, got {value!r}")
+    for key in ("minimum_groups", "minimum_sigclip_groups", "min_diffs_single_pass", "edge_size"):
         value = args[key]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise InputError(f"{key} must be a non-negative integer, got {value!r}")
 
 
-def _new_ramp(ramp: Ramp, groupdq: np.ndarray, pixeldq: np.ndarray, n_primary: int | None) -> Ramp:
+def _new_ramp(ramp: Ramp, groupdq: np.ndarray, pixeldq: np.ndarray, n_primary: int | None,
+              n_extended: int | None = None) -> Ramp:
     meta = dict(ramp.meta)
+    if n_extended is not None:
+        meta["JUMPNEXT"] = int(n_extended)
     if n_primary is None:
         meta["S_JUMP"] = "SKIPPED"
     else:

@@ -64,3 +64,15 @@ def random_block(nints, ngroups, npix, *, seed, flag_rate=0.1, nan_gain=True, ze
 
 
 MODES = {"iterative": MODE_ITERATIVE, "single": MODE_SINGLE_PASS, "none": MODE_NONE}
+
+
+def inject_snowball(ex, integ, group, cy, cx, r_core=3.0, r_halo=7.0, step=3000.0):
+    """A snowball: a disk of jump charge from ``group`` on, with a saturated core."""
+    r = ex.ramp
+    yy, xx = np.mgrid[: r.ny, : r.nx]
+    dist = np.hypot(yy - cy, xx - cx)
+    halo = dist <= r_halo
+    core = dist <= r_core
+    r.data[integ, group:, halo] += np.float32(step)
+    r.data[integ, group:, core] = np.float32(60000.0)
+    r.groupdq[integ, group:, core] |= np.uint8(dq.SATURATED)

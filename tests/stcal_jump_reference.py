@@ -17,7 +17,10 @@ def stcal_detect_jumps(data, groupdq, pixeldq, gain, readnoise, *, group_time, n
                        max_jump_to_flag_neighbors=1000.0, min_jump_to_flag_neighbors=10.0,
                        after_jump_flag_dn1=0.0, after_jump_flag_time1=0.0, after_jump_flag_dn2=0.0,
                        after_jump_flag_time2=0.0, minimum_groups=3, minimum_sigclip_groups=100,
-                       only_use_ints=True, min_diffs_single_pass=10):
+                       only_use_ints=True, min_diffs_single_pass=10, expand_large_events=False, min_sat_area=1.0,
+                       min_jump_area=5.0, expand_factor=2.0, sat_required_snowball=True, min_sat_radius_extend=2.5,
+                       sat_expand=2, edge_size=25, mask_snowball_core_next_int=True,
+                       snowball_time_masked_next_int=4000.0, max_extended_radius=200):
     """(groupdq, pixeldq, n_primary) from stcal; every input is copied first.
 
     Mirrors jwst 3.0 ``JumpStep``: the step is skipped for ngroups <= 2, the JumpData
@@ -41,7 +44,15 @@ def stcal_detect_jumps(data, groupdq, pixeldq, gain, readnoise, *, group_time, n
     jd.set_after_jump(after_jump_flag_dn1, int(after_jump_flag_time1 // group_time),
                       after_jump_flag_dn2, int(after_jump_flag_time2 // group_time))
     jd.set_sigma_clipping_info(minimum_groups, minimum_sigclip_groups, only_use_ints)
-    jd.min_diffs_single_pass = min_diffs_single_pass
+    jd.set_snowball_info(expand_large_events, min_jump_area, min_sat_area, expand_factor, sat_required_snowball,
+                         min_sat_radius_extend, sat_expand * 2, edge_size)
+    # find_showers stays off; set_shower_info also carries min_diffs_single_pass and the
+    # (doubled) maximum extended radius that snowball expansion uses.
+    jd.set_shower_info(False, 1.2, 90, 1, 2.6, 1.1, min_diffs_single_pass, max_extended_radius * 2)
+    jd.mask_persist_grps_next_int = mask_snowball_core_next_int
+    jd.persist_grps_flagged = int(snowball_time_masked_next_int // group_time)
     jd.max_cores = "1"
-    gdq, pdq, n_primary, _ = detect_jumps_data(jd)
+    gdq, pdq, n_primary, n_extended = detect_jumps_data(jd)
+    if expand_large_events:
+        return gdq, pdq, n_primary, n_extended
     return gdq, pdq, n_primary

@@ -63,7 +63,7 @@ def test_progress_reaches_total(small):
     (dict(after_jump_flag_time1=-5.0), "after_jump_flag_time1"),
     (dict(min_jump_to_flag_neighbors="10"), "min_jump_to_flag_neighbors"),
     (dict(minimum_sigclip_groups=2.5), "minimum_sigclip_groups"),
-    (dict(expand_large_events=True), "snowball"),
+    (dict(edge_size=-3.5, expand_large_events=True), "edge_size"),
     (dict(find_showers=True), "shower"),
     (dict(max_memory="lots"), "memory"),
 ])

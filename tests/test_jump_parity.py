@@ -167,3 +167,33 @@ def test_after_jump_example_from_spec():
     np.testing.assert_array_equal(ours.groupdq, ref)
     np.testing.assert_array_equal(np.nonzero(ours.groupdq[0, :, 1, 1])[0], [3, 4, 5])
     np.testing.assert_array_equal(np.nonzero(ours.groupdq[0, :, 0, 1])[0], [3])
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(sat_required_snowball=False, min_jump_area=8.0),
+                                dict(expand_factor=3.0, snowball_time_masked_next_int=50.0, sat_expand=3)],
+                         ids=["default", "no_sat_required", "bigger"])
+def test_snowball_parity(kw):
+    """expand_large_events: snowball discs (saturated core + jump halo) away from the edges and
+    the plus-shaped CR+neighbour regions near them; saturated cores grow and persist into the
+    next integration."""
+    from jump_cases import inject_snowball
+
+    ex = exposure(nints=2, ngroups=8, ny=90, nx=90, seed=40, cr_rate=2e-3)
+    inject_snowball(ex, 0, 3, 45, 45)
+    inject_snowball(ex, 1, 5, 40, 52, r_core=2.0, r_halo=5.0)
+    r = ex.ramp
+    ours = gpucal.detect_jumps(r, ex.gain, ex.readnoise, backend="cpu", expand_large_events=True, **kw)
+    gdq, pdq, n_primary, n_extended = stcal_detect_jumps(r.data, r.groupdq, r.pixeldq, ex.gain, ex.readnoise,
+                                                         group_time=r.group_time, expand_large_events=True, **kw)
+    plain = gpucal.detect_jumps(r, ex.gain, ex.readnoise, backend="cpu")
+    diff = np.asarray(ours.groupdq) != gdq
+    assert not diff.any(), f"{np.count_nonzero(diff)} samples differ"
+    np.testing.assert_array_equal(ours.pixeldq, pdq)
+    assert ours.meta["JUMPNPRI"] == n_primary and ours.meta["JUMPNEXT"] == n_extended
+    assert n_extended > 0
+    # the expansion changed flags around the injected events, not just at the edges
+    changed = np.asarray(plain.groupdq) != gdq
+    assert changed[0, 3, 35:56, 35:56].any()
+    if kw.get("sat_required_snowball", True):
+        # the grown saturated core is SATURATED beyond the injected r <= 3 disc
+        assert np.count_nonzero(gdq[0, 7] & dq.SATURATED) > np.count_nonzero(r.groupdq[0, 7] & dq.SATURATED)
