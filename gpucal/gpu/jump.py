@@ -28,8 +28,11 @@ def _grid(n: int) -> int:
     return max(1, (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
 
 
-def run_two_point(fp: JumpParams, d_in: TwoPointInputs, stream=None) -> TwoPointOutputs:
-    """Launch ``two_point_kernel`` on device inputs; returns device outputs."""
+def run_two_point(fp: JumpParams, d_in: TwoPointInputs, stream=None, keep: list | None = None) -> TwoPointOutputs:
+    """Launch ``two_point_kernel`` on device inputs; returns device outputs.
+
+    ``keep`` receives the scratch buffer, to be held until the stream has finished.
+    """
     import cupy
 
     from .compile import kernel
@@ -37,6 +40,8 @@ def run_two_point(fp: JumpParams, d_in: TwoPointInputs, stream=None) -> TwoPoint
     npix = d_in.data.shape[2]
     d_out = TwoPointOutputs.allocate(fp, npix, cupy)
     scratch = cupy.empty(scratch_shape(fp, npix), dtype=np.float64)
+    if keep is not None:
+        keep.append(scratch)
     args = two_point_arguments(fp, d_in, d_out, scratch)
     kern = kernel("jump", "two_point_kernel")
     if stream is None:
@@ -89,12 +94,14 @@ def detect_blocks_gpu(fp: JumpParams, blocks: Iterable[tuple[int, int, Callable[
         drain(slot)
         stream = streams[slot]
         pinned = TwoPointInputs(*(_pinned_copy(a) for a in load()))
+        keep: list = [pinned]
         with stream:
             d_in = TwoPointInputs(*(_upload(a, stream) for a in pinned))
-            d_out = run_two_point(fp, d_in, stream)
+            d_out = run_two_point(fp, d_in, stream, keep)
             h_gdq = _download(d_out.gdq_out, stream)
             h_marks = _download(d_out.marks, stream)
-        pending[slot] = (r0, r1, h_gdq, h_marks, stream, (pinned, d_in, d_out))
+        keep += [d_in, d_out]
+        pending[slot] = (r0, r1, h_gdq, h_marks, stream, keep)
     drain(0)
     drain(1)
 
@@ -113,9 +120,11 @@ def neighbour_blocks_gpu(fp: JumpParams, gdq: np.ndarray, marks: np.ndarray, out
         h_gdq = _pinned_copy(np.ascontiguousarray(gdq[:, :, h0:h1]).reshape(shape))
         h_marks = _pinned_copy(np.ascontiguousarray(marks[:, :, h0:h1]).reshape(shape))
         with stream:
-            d_out = run_neighbour(fp, _upload(h_gdq, stream), _upload(h_marks, stream), nx, top, r1 - r0, stream)
+            d_gdq, d_marks = _upload(h_gdq, stream), _upload(h_marks, stream)
+            d_out = run_neighbour(fp, d_gdq, d_marks, nx, top, r1 - r0, stream)
             h_out = _download(d_out, stream)
         stream.synchronize()
+        del d_gdq, d_marks, d_out
         out[:, :, r0:r1] = h_out.reshape(nints, ngroups, r1 - r0, nx)
         done((r1 - r0) * nx)
 
