@@ -13,8 +13,8 @@ then makes two passes over row blocks:
 
 The multi-integration sigma-clipping mode (5.3) runs astropy's ``sigma_clip`` on the CPU
 for both backends, between the passes. Snowball expansion (``expand_large_events``) runs
-afterwards on the CPU for both backends (:mod:`gpucal.snowballs`); MIRI shower flagging
-is not implemented yet (``find_showers=True`` raises :class:`~gpucal.errors.InputError`).
+afterwards on the CPU for both backends (:mod:`gpucal.snowballs`), and so does MIRI shower
+flagging (``find_showers``, :mod:`gpucal.showers`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from cpu_fallback.jump import (
 )
 from gpucal.backend import resolve_backend
 from gpucal.chunking import parse_memory, rows_per_block
-from gpucal.dq import DO_NOT_USE, JUMP_DET, NO_GAIN_VALUE
+from gpucal.dq import DO_NOT_USE, JUMP_DET, NO_GAIN_VALUE, SATURATED
 from gpucal.errors import InputError
 from gpucal.ramp import Ramp
 
@@ -89,6 +89,13 @@ def detect_jumps(
     snowball_time_masked_next_int: float = 4000.0,
     max_extended_radius: float = 200.0,
     find_showers: bool = False,
+    extend_snr_threshold: float = 1.2,
+    extend_min_area: float = 90.0,
+    extend_inner_radius: float = 1.0,
+    extend_outer_radius: float = 2.6,
+    extend_ellipse_expand_ratio: float = 1.1,
+    time_masked_after_shower: float = 15.0,
+    max_shower_amplitude: float = 4.0,
     max_memory: int | str | None = None,
     progress: ProgressCallback | None = None,
 ) -> Ramp:
@@ -131,8 +138,11 @@ def detect_jumps(
     snowball_time_masked_next_int, max_extended_radius
         Snowball expansion (:mod:`gpucal.snowballs`, on the CPU for both backends; needs
         scikit-image), with jwst JumpStep's parameters and defaults.
-    find_showers
-        MIRI shower flagging: not implemented yet; True raises InputError.
+    find_showers, extend_snr_threshold, extend_min_area, extend_inner_radius, extend_outer_radius,
+    extend_ellipse_expand_ratio, time_masked_after_shower, max_shower_amplitude
+        MIRI shower flagging (:mod:`gpucal.showers`, on the CPU for both backends; needs
+        scikit-image), with jwst JumpStep's parameters and defaults; ``max_extended_radius``
+        limits shower ellipses too.
     max_memory : int or str, optional
         Memory budget for the working set (bytes or e.g. ``"2GB"``).
     progress : callable, optional
@@ -154,8 +164,18 @@ def detect_jumps(
     gain_2d = _reference_array(gain, "gain", ramp)
     readnoise_2d = _reference_array(readnoise, "readnoise", ramp)
     _check_parameters(locals())
+    shower = None
     if find_showers:
-        raise InputError("shower flagging (find_showers) is not implemented in gpucal yet")
+        from gpucal.showers import ShowerParams
+
+        shower = ShowerParams(
+            snr_threshold=float(extend_snr_threshold), min_area=float(extend_min_area),
+            inner_radius=float(extend_inner_radius), outer_radius=float(extend_outer_radius),
+            expand_ratio=float(extend_ellipse_expand_ratio),
+            groups_after=int(time_masked_after_shower // ramp.group_time),
+            max_amplitude=float(max_shower_amplitude) * ramp.group_time,
+            max_extended_width=2 * max_extended_radius, nframes=int(ramp.nframes),
+            minimum_sigclip_groups=int(minimum_sigclip_groups))
     snowball = None
     if expand_large_events:
         from gpucal.snowballs import SnowballParams
@@ -219,7 +239,10 @@ def detect_jumps(
         for r0 in range(0, ny, max(1, CPU_BLOCK_SAMPLES // max(1, nints * ngroups * nx))):
             r1 = min(ny, r0 + max(1, CPU_BLOCK_SAMPLES // max(1, nints * ngroups * nx)))
             gdq[:, :, r0:r1] = clear_jump_conflicts(np.asarray(ramp.groupdq[:, :, r0:r1], dtype=np.uint8))
-        return _new_ramp(ramp, gdq, pixeldq, -99, _snowballs(gdq, snowball))
+        n_extended = _snowballs(gdq, snowball)
+        if shower is not None:
+            gdq, n_extended = _showers(ramp, gain_2d, rn_e, gdq, pixeldq, shower, masked=False)
+        return _new_ramp(ramp, gdq, pixeldq, -99, n_extended)
 
     marks = np.empty_like(gdq)
     total = 2 * ny * nx
@@ -254,10 +277,30 @@ def detect_jumps(
         _stage2_cpu(fp, gdq, marks, out, rows, counter.add)
 
     n_extended = _snowballs(out, snowball)
+    if shower is not None:
+        out, n_extended = _showers(ramp, gain_2d, rn_e, out, pixeldq, shower, masked=True)
     elapsed = time.perf_counter() - start_time
     log.debug("detect_jumps %s on %s: %.2f s, %.1f Msamples/s", ramp.shape, name, elapsed,
               nints * ngroups * ny * nx / elapsed / 1e6)
     return _new_ramp(ramp, out, pixeldq, n_primary, n_extended)
+
+
+def _showers(ramp: Ramp, gain: np.ndarray, rn_e: np.ndarray, gdq: np.ndarray, pixeldq: np.ndarray, shower,
+             masked: bool) -> tuple[np.ndarray, int]:
+    """MIRI showers on the whole exposure (CPU, both backends).
+
+    stcal hands shower flagging the electron cube as primary detection left it: NaN in the
+    groups flagged DO_NOT_USE or SATURATED on input, unless detection was skipped.
+    """
+    from gpucal.showers import flag_showers
+
+    blk = ramp.block(0, ramp.ny)
+    electrons = blk.data * gain[None, None]
+    if masked:
+        electrons[(blk.groupdq & np.uint8(DO_NOT_USE | SATURATED)) != 0] = np.nan
+    out, count = flag_showers(electrons, gdq, pixeldq, rn_e, shower)
+    log.info("showers: %d", count)
+    return out, count
 
 
 def _snowballs(gdq: np.ndarray, snowball) -> int | None:
@@ -284,7 +327,9 @@ def _check_parameters(args: dict) -> None:
         if args[key] <= 0:
             raise InputError(f"{key} must be > 0, got {args[key]!r}")
     for key in ("min_sat_area", "min_jump_area", "expand_factor", "min_sat_radius_extend", "sat_expand",
-                "snowball_time_masked_next_int", "max_extended_radius"):
+                "snowball_time_masked_next_int", "max_extended_radius", "extend_snr_threshold", "extend_min_area",
+                "extend_inner_radius", "extend_outer_radius", "extend_ellipse_expand_ratio",
+                "time_masked_after_shower", "max_shower_amplitude"):
         value = args[key]
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
                 or not math.isfinite(float(value)) or value < 0:

@@ -76,3 +76,12 @@ def inject_snowball(ex, integ, group, cy, cx, r_core=3.0, r_halo=7.0, step=3000.
     r.data[integ, group:, halo] += np.float32(step)
     r.data[integ, group:, core] = np.float32(60000.0)
     r.groupdq[integ, group:, core] |= np.uint8(dq.SATURATED)
+
+
+def inject_shower(ex, integ, group, cy, cx, radius=12.0, step=25.0):
+    """A MIRI-like shower: a faint disc of extra charge from ``group`` on (about 2 sigma per
+    pixel, so few pixels pass the primary test on their own)."""
+    r = ex.ramp
+    yy, xx = np.mgrid[: r.ny, : r.nx]
+    disc = np.hypot(yy - cy, xx - cx) <= radius
+    r.data[integ, group:, disc] += np.float32(step)

@@ -20,7 +20,9 @@ def stcal_detect_jumps(data, groupdq, pixeldq, gain, readnoise, *, group_time, n
                        only_use_ints=True, min_diffs_single_pass=10, expand_large_events=False, min_sat_area=1.0,
                        min_jump_area=5.0, expand_factor=2.0, sat_required_snowball=True, min_sat_radius_extend=2.5,
                        sat_expand=2, edge_size=25, mask_snowball_core_next_int=True,
-                       snowball_time_masked_next_int=4000.0, max_extended_radius=200):
+                       snowball_time_masked_next_int=4000.0, max_extended_radius=200, find_showers=False,
+                       extend_snr_threshold=1.2, extend_min_area=90, extend_inner_radius=1, extend_outer_radius=2.6,
+                       extend_ellipse_expand_ratio=1.1, time_masked_after_shower=15, max_shower_amplitude=4):
     """(groupdq, pixeldq, n_primary) from stcal; every input is copied first.
 
     Mirrors jwst 3.0 ``JumpStep``: the step is skipped for ngroups <= 2, the JumpData
@@ -46,13 +48,17 @@ def stcal_detect_jumps(data, groupdq, pixeldq, gain, readnoise, *, group_time, n
     jd.set_sigma_clipping_info(minimum_groups, minimum_sigclip_groups, only_use_ints)
     jd.set_snowball_info(expand_large_events, min_jump_area, min_sat_area, expand_factor, sat_required_snowball,
                          min_sat_radius_extend, sat_expand * 2, edge_size)
-    # find_showers stays off; set_shower_info also carries min_diffs_single_pass and the
-    # (doubled) maximum extended radius that snowball expansion uses.
-    jd.set_shower_info(False, 1.2, 90, 1, 2.6, 1.1, min_diffs_single_pass, max_extended_radius * 2)
+    # set_shower_info also carries min_diffs_single_pass and the (doubled) maximum extended
+    # radius that snowball expansion uses.
+    jd.set_shower_info(find_showers, extend_snr_threshold, extend_min_area, extend_inner_radius,
+                       extend_outer_radius, extend_ellipse_expand_ratio, min_diffs_single_pass,
+                       max_extended_radius * 2)
+    jd.max_shower_amplitude = max_shower_amplitude * group_time
+    jd.grps_masked_after_shower = int(time_masked_after_shower // group_time)
     jd.mask_persist_grps_next_int = mask_snowball_core_next_int
     jd.persist_grps_flagged = int(snowball_time_masked_next_int // group_time)
     jd.max_cores = "1"
     gdq, pdq, n_primary, n_extended = detect_jumps_data(jd)
-    if expand_large_events:
+    if expand_large_events or find_showers:
         return gdq, pdq, n_primary, n_extended
     return gdq, pdq, n_primary

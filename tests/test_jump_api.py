@@ -64,7 +64,7 @@ def test_progress_reaches_total(small):
     (dict(min_jump_to_flag_neighbors="10"), "min_jump_to_flag_neighbors"),
     (dict(minimum_sigclip_groups=2.5), "minimum_sigclip_groups"),
     (dict(edge_size=-3.5, expand_large_events=True), "edge_size"),
-    (dict(find_showers=True), "shower"),
+    (dict(find_showers=True, extend_min_area=-1.0), "extend_min_area"),
     (dict(max_memory="lots"), "memory"),
 ])
 def test_bad_parameters(small, kw, match):

@@ -22,8 +22,8 @@ def run_both(ex, **kw):
     r = ex.ramp
     ours = gpucal.detect_jumps(r, ex.gain, ex.readnoise, backend="cpu", **kw)
     kw.pop("max_memory", None)
-    gdq, pdq, n_primary = stcal_detect_jumps(r.data, r.groupdq, r.pixeldq, ex.gain, ex.readnoise,
-                                             group_time=r.group_time, nframes=r.nframes, **kw)
+    gdq, pdq, n_primary, *_ = stcal_detect_jumps(r.data, r.groupdq, r.pixeldq, ex.gain, ex.readnoise,
+                                                 group_time=r.group_time, nframes=r.nframes, **kw)
     return ours, gdq, pdq, n_primary
 
 
@@ -197,3 +197,50 @@ def test_snowball_parity(kw):
     if kw.get("sat_required_snowball", True):
         # the grown saturated core is SATURATED beyond the injected r <= 3 disc
         assert np.count_nonzero(gdq[0, 7] & dq.SATURATED) > np.count_nonzero(r.groupdq[0, 7] & dq.SATURATED)
+
+
+SHOWER_CASES = {
+    # name: (nints, ngroups, ny, nx, seed, detect_jumps arguments)
+    "miri_12_groups": (2, 12, 80, 80, 1, {}),
+    "with_snowballs": (3, 20, 70, 90, 2, dict(expand_large_events=True)),
+    "sigma_clipped_stats": (100, 5, 24, 24, 3, {}),
+    "just_enough_diffs": (2, 6, 60, 60, 4, dict(time_masked_after_shower=30.0, extend_min_area=60.0)),
+}
+
+
+@pytest.mark.parametrize("name", list(SHOWER_CASES))
+def test_shower_parity(name):
+    """find_showers: faint extended discs become ellipses flagged for following groups;
+    reference pixels are masked; the slope-change guard restores some pixels."""
+    from jump_cases import inject_shower
+
+    nints, ngroups, ny, nx, seed, kw = SHOWER_CASES[name]
+    ex = exposure(nints=nints, ngroups=ngroups, ny=ny, nx=nx, seed=seed, instrument="MIRI", frame_time=2.775,
+                  cr_rate=1e-3)
+    inject_shower(ex, 0, ngroups // 2, ny // 2, nx // 2, radius=min(12, ny // 3))
+    inject_shower(ex, 1, 2, ny // 3, nx // 2, radius=min(10, ny // 3), step=40.0)
+    ex.ramp.pixeldq[:, :4] |= np.uint32(dq.PIXEL["REFERENCE_PIXEL"])
+    r = ex.ramp
+    ours = gpucal.detect_jumps(r, ex.gain, ex.readnoise, backend="cpu", find_showers=True, **kw)
+    gdq, pdq, n_primary, n_extended = stcal_detect_jumps(r.data, r.groupdq, r.pixeldq, ex.gain, ex.readnoise,
+                                                         group_time=r.group_time, find_showers=True, **kw)
+    diff = np.asarray(ours.groupdq) != gdq
+    assert not diff.any(), f"{np.count_nonzero(diff)} samples differ"
+    np.testing.assert_array_equal(ours.pixeldq, pdq)
+    assert ours.meta["JUMPNPRI"] == n_primary and ours.meta["JUMPNEXT"] == n_extended
+    assert n_extended > 0
+    plain = gpucal.detect_jumps(r, ex.gain, ex.readnoise, backend="cpu", **kw)
+    assert np.count_nonzero(np.asarray(plain.groupdq) != gdq) > 100  # showers changed the flags
+
+
+def test_showers_need_ten_differences():
+    """Fewer than 10 usable differences: find_showers changes nothing."""
+    from jump_cases import inject_shower
+
+    ex = exposure(nints=1, ngroups=8, ny=40, nx=40, seed=5, instrument="MIRI", frame_time=2.775, cr_rate=1e-3)
+    inject_shower(ex, 0, 4, 20, 20)
+    with_showers = gpucal.detect_jumps(ex.ramp, ex.gain, ex.readnoise, backend="cpu", find_showers=True)
+    without = gpucal.detect_jumps(ex.ramp, ex.gain, ex.readnoise, backend="cpu")
+    np.testing.assert_array_equal(with_showers.groupdq, without.groupdq)
+    assert with_showers.meta["JUMPNEXT"] == 0
+    ours, gdq = assert_parity(ex, find_showers=True)
