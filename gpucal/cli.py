@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="rejection threshold for ramps with >= 4 usable differences (default 4)")
     jump.add_argument("--no-flag-4-neighbors", dest="flag_4_neighbors", action="store_false",
                       help="do not flag the four neighbours of large jumps")
+    jump.add_argument("--expand-large-events", action="store_true",
+                      help="flag snowballs (NIR large events); needs scikit-image")
+    jump.add_argument("--find-showers", action="store_true", help="flag MIRI showers; needs scikit-image")
     jump.add_argument(
         "--max-memory", type=_size_arg, metavar="SIZE",
         help="memory the detection may use, e.g. 2GB or 512MB (binary units; "
@@ -314,8 +317,9 @@ def _cmd_jump(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with ProgressReporter(total=2 * ramp.ny * ramp.nx, desc="jump", unit="px", enabled=not args.quiet) as progress:
         result = detect_jumps(ramp, gain, readnoise, backend=backend, rejection_threshold=args.rejection_threshold,
-                              flag_4_neighbors=args.flag_4_neighbors, max_memory=args.max_memory,
-                              progress=progress)
+                              flag_4_neighbors=args.flag_4_neighbors,
+                              expand_large_events=args.expand_large_events, find_showers=args.find_showers,
+                              max_memory=args.max_memory, progress=progress)
     seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     written = result.to_fits(target, overwrite=args.overwrite)

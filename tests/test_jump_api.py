@@ -116,7 +116,10 @@ def test_cli_writes_jump_ramp(written, tmp_path):
     # a second run refuses to overwrite without --overwrite
     assert main(["jump", str(paths["ramp"]), "--backend", "cpu", "-o", str(out_dir), "-q"]) == 2
     assert main(["jump", str(paths["ramp"]), "--backend", "cpu", "-o", str(out_dir), "-q", "--overwrite",
-                 "--no-flag-4-neighbors"]) == 0
+                 "--no-flag-4-neighbors", "--expand-large-events"]) == 0
+    expected = gpucal.detect_jumps(gpucal.Ramp.from_fits(paths["ramp"]), ex.gain, ex.readnoise, backend="cpu",
+                                   flag_4_neighbors=False, expand_large_events=True)
+    np.testing.assert_array_equal(np.asarray(gpucal.Ramp.from_fits(target).groupdq), expected.groupdq)
 
 
 def test_cli_user_errors_exit_2(written, tmp_path, capsys):

@@ -70,6 +70,20 @@ CASES = {
 }
 
 
+def test_parity_with_input_jumps_and_nan_data():
+    """Input JUMP_DET flags (a second jump pass), NaN science values without flags, and
+    JUMP_DET|DO_NOT_USE groups that section 8 clears."""
+    from gpucal.synthetic import make_exposure
+
+    ex = make_exposure(2, 9, 64, 64, seed=50, flag_jumps=True, cr_rate=3e-3)
+    rng = np.random.default_rng(50)
+    r = ex.ramp
+    r.data[rng.random(r.data.shape) < 0.005] = np.nan
+    r.groupdq[rng.random(r.groupdq.shape) < 0.005] |= np.uint8(dq.JUMP_DET | dq.DO_NOT_USE)
+    assert np.count_nonzero(r.groupdq & dq.JUMP_DET) > 50
+    assert_parity(ex)
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_parity_with_stcal(name):
     exp_args, kw = CASES[name]
