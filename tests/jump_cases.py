@@ -85,3 +85,47 @@ def inject_shower(ex, integ, group, cy, cx, radius=12.0, step=25.0):
     yy, xx = np.mgrid[: r.ny, : r.nx]
     disc = np.hypot(yy - cy, xx - cx) <= radius
     r.data[integ, group:, disc] += np.float32(step)
+
+
+def rounding_frame(first_pass=False):
+    """A frame built to sit on the float32 roundings of the iterative search (5.1).
+
+    ``first_pass=True``: differences [10, 10+u, 10.25, 10.5+u, 10.75, 10, X]; the first
+    pass's float64 median is half an ulp off the float32 grid, so the float32 rounding of
+    the excess X - median decides a few pixels.
+
+
+    Every pixel has absolute differences [10, 10+u, 10.25, 10.5+u, X, ~1000] (u = one
+    float32 ulp at 10; the group values swing around 0 so those differences are exact).
+    Pass 1 flags the 1000; pass 2's clipped median (10+u + 10.25)/2 is half an ulp off the
+    float32 grid, and X and the read noise step through consecutive float32 values around
+    the 4-sigma boundary, so a few pixels flip if the median is not rounded to float32
+    (or is rounded twice, or the excess is not rounded). Returns (data, readnoise), gain 1.
+    """
+    f = np.float32
+
+    def run(start, n):
+        values = [f(start)]
+        for _ in range(n - 1):
+            values.append(np.nextafter(values[-1], f(1e9)))
+        return np.array(values, np.float32)
+
+    u = np.nextafter(f(10.0), f(20.0)) - f(10.0)
+    median = 10.125 + float(u) / 2
+    x_values = run(median + 4 * np.sqrt(median + 9.0) - 60 * 1.9e-6, 120)
+    rn_values = run(3.0 - 50 * 2.4e-7, 100)
+    ny, nx = len(rn_values), len(x_values)
+    head = [f(0), f(10)]
+    head.append(f(head[-1] - (f(10) + u)))
+    head.append(f(head[-1] + f(10.25)))
+    head.append(f(head[-1] - (f(10.5) + u)))
+    if first_pass:
+        head.append(f(head[-1] + f(10.75)))
+        head.append(f(head[-1] - f(10.0)))
+    data = np.zeros((1, len(head) + 2 - first_pass, ny, nx), np.float32)
+    for x in range(nx):
+        tail = [f(head[-1] + x_values[x])]
+        if not first_pass:
+            tail.append(f(tail[-1] + f(1000)))
+        data[0, :, :, x] = np.array(head + tail, np.float32)[:, None]
+    return data, np.repeat(rn_values[:, None], nx, axis=1)

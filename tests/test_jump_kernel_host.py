@@ -62,3 +62,18 @@ def test_kernels_on_a_realistic_exposure():
     for r0, r1, gdq, marks, top in split_rows(first.gdq_out, first.marks, r.ny, r.nx, 5):
         np.testing.assert_array_equal(neighbour_host(fp, gdq, marks, r.nx, top, r1 - r0),
                                       neighbour_numpy(fp, gdq, marks, r.nx, top, r1 - r0))
+
+
+@pytest.mark.parametrize("first_pass", [False, True], ids=["median_rounding", "excess_rounding"])
+def test_two_point_kernel_on_float32_boundaries(first_pass):
+    """The frame whose pixels flip with any change in the search's float32 roundings."""
+    from jump_cases import rounding_frame
+
+    data, rn = rounding_frame(first_pass)
+    nints, ngroups, ny, nx = data.shape
+    npix = ny * nx
+    rn2 = (rn * rn).astype(np.float32).reshape(npix)
+    inputs = TwoPointInputs(data.reshape(nints, ngroups, npix).copy(), np.zeros((nints, ngroups, npix), np.uint8),
+                            np.ones(npix, np.float32), rn2)
+    fp = params(nints, ngroups, MODES["iterative"])
+    assert_two_point_identical(two_point_host(fp, inputs), two_point_numpy(fp, inputs))

@@ -258,3 +258,21 @@ def test_showers_need_ten_differences():
     np.testing.assert_array_equal(with_showers.groupdq, without.groupdq)
     assert with_showers.meta["JUMPNEXT"] == 0
     ours, gdq = assert_parity(ex, find_showers=True)
+
+
+@pytest.mark.parametrize("first_pass", [False, True], ids=["median_rounding", "excess_rounding"])
+def test_float32_roundings_of_the_iterative_search(first_pass):
+    """Pixels on the 4-sigma boundary where stcal's float32 median (second pass on) decides."""
+    from jump_cases import rounding_frame
+
+    data, rn = rounding_frame(first_pass)
+    gdq = np.zeros(data.shape, np.uint8)
+    pdq = np.zeros(data.shape[2:], np.uint32)
+    gain = np.ones(data.shape[2:], np.float32)
+    ramp = gpucal.Ramp(data, gdq, pdq, group_time=10.0, frame_time=10.0, nframes=1)
+    ours = gpucal.detect_jumps(ramp, gain, rn, backend="cpu", flag_4_neighbors=False)
+    ref, _, _ = stcal_detect_jumps(data, gdq, pdq, gain, rn, group_time=10.0, flag_4_neighbors=False)
+    np.testing.assert_array_equal(ours.groupdq, ref)
+    x_group = ref.shape[1] - 1 - (not first_pass)
+    flagged = np.count_nonzero(ref[0, x_group] & dq.JUMP_DET)
+    assert 0 < flagged < ref[0, x_group].size  # the boundary runs through the frame
