@@ -134,23 +134,24 @@ def test_two_groups_step_skipped():
 
 
 # Spec section 11: 3x3 frame, CR in the centre pixel, gain 1, read noise 1, nframes 1.
+# name: (centre ramp, expected centre groupdq, expected groupdq of the pixel above)
 EDGE_CASES = {
-    "three_groups_small": ([0, 10, 20], None),
-    "three_groups_jump": ([0, 10, 200], [0, 0, 4]),
-    "four_groups": ([0, 10, 20, 200], None),
-    "all_equal": ([0, 10, 20, 30, 40, 50], None),
-    "six_groups": ([0, 10, 20, 30, 40, 400], None),
-    "negative": ([0, 10, 20, -10, 0, 10], None),
-    "sign_flip": ([0, 10, 20, 10, 20, 30], None),
-    "two_jumps": ([0, 10, 300, 310, 320, 900, 910], None),
-    "huge": ([0, 10, 20, 30, 40, 50000], None),
-    "single_pass": ([0, 10, 20, 30, 40, 50, 60, 5000, 5010, 5020, 5030, 5040], None),
+    "three_groups_small": ([0, 10, 20], [0, 0, 0], [0, 0, 0]),
+    "three_groups_jump": ([0, 10, 200], [0, 0, 4], [0, 0, 0]),  # rho ~ 9 vs unclipped median: no spread
+    "four_groups": ([0, 10, 20, 200], [0, 0, 0, 4], [0, 0, 0, 4]),
+    "all_equal": ([0, 10, 20, 30, 40, 50], [0] * 6, [0] * 6),
+    "six_groups": ([0, 10, 20, 30, 40, 400], [0, 0, 0, 0, 0, 4], [0, 0, 0, 0, 0, 4]),
+    "negative": ([0, 10, 20, -10, 0, 10], [0, 0, 0, 4, 0, 0], [0, 0, 0, 4, 0, 0]),
+    "sign_flip": ([0, 10, 20, 10, 20, 30], [0] * 6, [0] * 6),
+    "two_jumps": ([0, 10, 300, 310, 320, 900, 910], [0, 0, 4, 0, 0, 4, 0], [0, 0, 4, 0, 0, 4, 0]),
+    "huge": ([0, 10, 20, 30, 40, 50000], [0, 0, 0, 0, 0, 4], [0] * 6),  # rho > 1000: no spread
+    "single_pass": ([0, 10, 20, 30, 40, 50, 60, 5000, 5010, 5020, 5030, 5040], [0] * 7 + [4] + [0] * 4, [0] * 12),
 }
 
 
 @pytest.mark.parametrize("name", list(EDGE_CASES))
 def test_spec_edge_cases(name):
-    ramp_values, expected = EDGE_CASES[name]
+    ramp_values, centre, above = EDGE_CASES[name]
     g = len(ramp_values)
     data = np.zeros((1, g, 3, 3), np.float32) + 10.0 * np.arange(g, dtype=np.float32)[None, :, None, None]
     data[0, :, 1, 1] = ramp_values
@@ -162,9 +163,43 @@ def test_spec_edge_cases(name):
     ours = gpucal.detect_jumps(ramp, gain, rn, backend="cpu")
     ref, _, _ = stcal_detect_jumps(data, gdq, pdq, gain, rn, group_time=10.0)
     np.testing.assert_array_equal(ours.groupdq, ref)
-    if expected is not None:
-        np.testing.assert_array_equal(ours.groupdq[0, :, 1, 1], expected)
-        assert not ours.groupdq[0, :, 0, 1].any()  # rho ~ 9 against the unclipped median: no neighbours
+    np.testing.assert_array_equal(ours.groupdq[0, :, 1, 1], centre)
+    np.testing.assert_array_equal(ours.groupdq[0, :, 0, 1], above)
+
+
+def test_spec_edge_cases_with_flags():
+    """Two integrations pooled; JUMP_DET|DO_NOT_USE input cleared but counted; a DO_NOT_USE
+    group hides both differences around it; zero read noise; skipped 4-group ramp."""
+    def run(values, gdq_centre=None, rn=1.0, dnu_groups=None):
+        values = np.atleast_2d(np.array(values, np.float32))
+        nints, g = values.shape
+        data = np.zeros((nints, g, 3, 3), np.float32) + 10.0 * np.arange(g, dtype=np.float32)[None, :, None, None]
+        data[:, :, 1, 1] = values
+        gdq = np.zeros(data.shape, np.uint8)
+        if gdq_centre is not None:
+            gdq[0, :, 1, 1] = gdq_centre
+        if dnu_groups is not None:
+            gdq[:, dnu_groups] |= np.uint8(dq.DO_NOT_USE)
+        ones, rns = np.ones((3, 3), np.float32), np.full((3, 3), rn, np.float32)
+        ramp = gpucal.Ramp(data, gdq, np.zeros((3, 3), np.uint32), group_time=10.0, frame_time=10.0, nframes=1)
+        ours = gpucal.detect_jumps(ramp, ones, rns, backend="cpu")
+        ref, _, n = stcal_detect_jumps(data, gdq, ramp.pixeldq, ones, rns, group_time=10.0)
+        np.testing.assert_array_equal(ours.groupdq, ref)
+        assert ours.meta["JUMPNPRI"] == n
+        return ref[:, :, 1, 1], n
+
+    flags, _ = run([[0, 10, 20], [0, 10, 300]])
+    np.testing.assert_array_equal(flags, [[0, 0, 0], [0, 0, 4]])
+    flags, n = run([0, 0, 0, 0, 0, 0], gdq_centre=[0, 0, 5, 0, 0, 0])
+    np.testing.assert_array_equal(flags, [[0, 0, 1, 0, 0, 0]])
+    assert n == 1
+    flags, _ = run([0, 10, 0, 500, 510, 520], gdq_centre=[0, 0, 1, 0, 0, 0])
+    np.testing.assert_array_equal(flags, [[0, 0, 1, 0, 0, 0]])
+    flags, _ = run([0, 0, 0, 0, 0, 500], rn=0.0)
+    np.testing.assert_array_equal(flags, [[0] * 6])
+    flags, n = run([0, 10, 20, 300], dnu_groups=[0, 1])
+    np.testing.assert_array_equal(flags, [[1, 1, 0, 0]])
+    assert n == -99
 
 
 def test_after_jump_example_from_spec():
