@@ -90,7 +90,9 @@ def sorted_median(values: np.ndarray) -> np.ndarray:
     """NaN-ignoring median along axis 0 (numpy ``nanmedian`` semantics), by sorting."""
     s = _sorted_by_pixel(values)
     n = np.count_nonzero(~np.isnan(s), axis=1)
-    return _median_of_sorted(s, n)
+    # -0.0 and +0.0 tie in any sort, so which one lands in the middle depends on the sort
+    # algorithm; adding +0.0 makes it +0.0 in both twins (every other value is unchanged).
+    return _median_of_sorted(s, n) + 0.0
 
 
 def _median_of_sorted(s: np.ndarray, n: np.ndarray) -> np.ndarray:

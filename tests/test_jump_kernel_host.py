@@ -46,6 +46,14 @@ def test_neighbour_kernel_identical_to_numpy(rows, settings):
                                           err_msg=f"rows {r0}-{r1}")
 
 
+@pytest.mark.parametrize("mode", list(MODES))
+def test_two_point_kernel_many_pixels(mode):
+    """A larger block: rare cases (zero gain giving -0.0 differences, long MIRI-like ramps)."""
+    fp = params(2, 45, MODES[mode], e1=30.0, e2=500.0, n1=2, n2=3)
+    inputs = random_block(2, 45, 1000, seed=1)
+    assert_two_point_identical(two_point_host(fp, inputs), two_point_numpy(fp, inputs))
+
+
 def test_kernels_on_a_realistic_exposure():
     ex = exposure(nints=2, ngroups=10, ny=24, nx=20, seed=5, cr_rate=5e-3, dnu_groups=0.02)
     r = ex.ramp

@@ -158,7 +158,8 @@ __host__ __device__ inline double sorted_median(const JumpParams& fp, const Pixe
     }
     double* s = px.scratch + px.p;
     sort_values(s, fp.npix, n);
-    return median_of_sorted(s, fp.npix, n);
+    // -0.0 and +0.0 tie in any sort; + 0.0 makes the middle value +0.0 whichever sits there.
+    return median_of_sorted(s, fp.npix, n) + 0.0;
 }
 
 // |D|, or NaN once the iterative search has removed the difference (5.1).
