@@ -14,13 +14,14 @@ STAMP_INSTALL := $(VENV)/.gpucal-install.stamp
 STAMP_TEST := $(VENV)/.gpucal-install-test.stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install install-test demo test test-gpu bench clean distclean
+.PHONY: help venv install install-test demo test test-gpu bench bench-jump clean distclean
 
 help:
 	@echo "make demo         install gpucal into $(VENV) and fit the built-in exposure (-> demo_out/)"
 	@echo "make test         install the test extras and run the whole test suite (CPU; GPU tests skip)"
 	@echo "make test-gpu     run only the tests marked gpu (needs CuPy and a CUDA device)"
 	@echo "make bench        benchmark ramp fitting against stcal (BENCH_ARGS='--quick' for a smoke run)"
+	@echo "make bench-jump   benchmark jump detection against stcal (BENCH_ARGS as above)"
 	@echo "make venv | install | install-test | clean | distclean"
 
 venv: $(VPY)
@@ -52,6 +53,9 @@ test-gpu: install-test
 
 bench: install-test
 	$(VPY) bench/ramp_fit.py $(BENCH_ARGS)
+
+bench-jump: install-test
+	$(VPY) bench/jump.py $(BENCH_ARGS)
 
 clean:
 	rm -rf demo_out bench/out .pytest_cache build dist

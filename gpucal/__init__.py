@@ -27,6 +27,7 @@ __all__ = [
     "ramp_fit",
     "extract_ramp",
     "RampProfile",
+    "detect_jumps",
     "get_backend",
     "gpu_available",
     "set_backend",
@@ -52,4 +53,8 @@ def __getattr__(name: str):
         from . import extraction
 
         return getattr(extraction, name)
+    if name == "detect_jumps":
+        from .jump_detection import detect_jumps
+
+        return detect_jumps
     raise AttributeError(f"module 'gpucal' has no attribute {name!r}")

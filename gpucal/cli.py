@@ -1,4 +1,4 @@
-"""The ``gpucal`` command line: ``ramp-fit``, ``extract``, ``demo``, ``info``.
+"""The ``gpucal`` command line: ``ramp-fit``, ``extract``, ``jump``, ``demo``, ``info``.
 
 Exit status: 0 success; 1 the exposure had nothing that could be fitted (no product
 written); 2 a usage or input problem (bad arguments, missing or unreadable file, missing
@@ -158,6 +158,35 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--fit", action="store_true",
                     help="overlay the ramp_fit slope on the plot (needs gain and readnoise)")
     ex.set_defaults(func=_cmd_extract)
+    jump = sub.add_parser(
+        "jump", parents=[verbosity, backend],
+        help="flag cosmic-ray jumps in a ramp exposure and write a _jump ramp file",
+        description=(
+            "Detect jumps with the two-point-difference method (as stcal's detect_jumps_data, "
+            "jwst JumpStep defaults) and write {name}_jump.fits, a ramp file whose GROUPDQ carries "
+            "JUMP_DET. Gain and read-noise reference files come from --gain/--readnoise or else from "
+            "the exposure's R_GAIN/R_READNO header keywords, resolved relative to the exposure's directory."
+        ),
+    )
+    jump.add_argument("file", metavar="FILE", type=Path, help="ramp exposure (FITS with SCI, GROUPDQ, PIXELDQ)")
+    jump.add_argument("--gain", type=Path, metavar="GAIN.fits", help="gain reference file (e/DN)")
+    jump.add_argument("--readnoise", type=Path, metavar="READNOISE.fits", help="read-noise reference file (DN)")
+    jump.add_argument("-o", "--output-dir", type=Path, metavar="DIR",
+                      help="where to write the _jump.fits file (default: next to FILE)")
+    jump.add_argument("--rejection-threshold", type=float, default=4.0, metavar="SIGMA",
+                      help="rejection threshold for ramps with >= 4 usable differences (default 4)")
+    jump.add_argument("--no-flag-4-neighbors", dest="flag_4_neighbors", action="store_false",
+                      help="do not flag the four neighbours of large jumps")
+    jump.add_argument("--expand-large-events", action="store_true",
+                      help="flag snowballs (NIR large events); needs scikit-image")
+    jump.add_argument("--find-showers", action="store_true", help="flag MIRI showers; needs scikit-image")
+    jump.add_argument(
+        "--max-memory", type=_size_arg, metavar="SIZE",
+        help="memory the detection may use, e.g. 2GB or 512MB (binary units; "
+             "default: most of the free GPU memory, 2 GiB on the CPU)",
+    )
+    jump.add_argument("--overwrite", action="store_true", help="replace an existing _jump.fits")
+    jump.set_defaults(func=_cmd_jump)
 
     demo = sub.add_parser(
         "demo", parents=[verbosity, backend],
@@ -359,6 +388,58 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         log.info("wrote %s", args.plot)
     if args.output is None and args.plot is None:
         profile.to_table().pprint_all()
+    return EXIT_OK
+
+
+def _load_detect_jumps():
+    """The detect_jumps function (a seam for tests)."""
+    from . import detect_jumps
+
+    return detect_jumps
+
+
+def _cmd_jump(args: argparse.Namespace) -> int:
+    from .backend import resolve_backend
+    from .demo import msamples_per_s
+    from .io import output_prefix
+    from .progress import ProgressReporter
+    from .ramp import Ramp
+
+    backend = resolve_backend(args.backend)
+    path: Path = args.file
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if not path.is_file():
+        raise InputError(f"not a file: {path}")
+    try:
+        ramp = Ramp.from_fits(path)
+    except (GpucalError, OSError) as exc:
+        message = str(exc) or type(exc).__name__
+        if path.name not in message:
+            message = f"{path}: {message}"
+        raise _ExitWith(message) from exc
+    gain = _reference_path("gain", args.gain, "R_GAIN", ramp, path)
+    readnoise = _reference_path("readnoise", args.readnoise, "R_READNO", ramp, path)
+    out_dir: Path = args.output_dir if args.output_dir is not None else path.parent
+    target = out_dir / (output_prefix(path, out_dir).name + "_jump.fits")
+    if target.exists() and not args.overwrite:
+        raise _ExitWith(f"{target} exists; pass --overwrite to replace it")
+    log.info("ramp %s: %s %s, gain %s, readnoise %s", path.name, ramp.instrument,
+             "x".join(map(str, ramp.shape)), gain.name, readnoise.name)
+
+    detect_jumps = _load_detect_jumps()
+    start = time.perf_counter()
+    with ProgressReporter(total=2 * ramp.ny * ramp.nx, desc="jump", unit="px", enabled=not args.quiet) as progress:
+        result = detect_jumps(ramp, gain, readnoise, backend=backend, rejection_threshold=args.rejection_threshold,
+                              flag_4_neighbors=args.flag_4_neighbors,
+                              expand_large_events=args.expand_large_events, find_showers=args.find_showers,
+                              max_memory=args.max_memory, progress=progress)
+    seconds = time.perf_counter() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = result.to_fits(target, overwrite=args.overwrite)
+    log.info("wrote %s", written)
+    log.info("jump %s on %s: %.2f s, %.1f Msamples/s, %s primary jump samples", "x".join(map(str, ramp.shape)),
+             backend, seconds, msamples_per_s(ramp.shape, seconds), result.meta.get("JUMPNPRI"))
     return EXIT_OK
 
 

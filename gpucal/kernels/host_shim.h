@@ -13,6 +13,7 @@
 #include <utility>
 
 using std::isnan;
+using std::isfinite;
 using std::sqrt;
 using std::fabs;
 
