@@ -21,16 +21,7 @@
 //   neighbour_kernel: gdq_in, marks (nints, ngroups, rows_in*nx), gdq_out (nints, ngroups, rows*nx)
 
 #include "dq_flags.cuh"
-
-__host__ __device__ inline double quiet_nan()
-{
-#ifdef __CUDA_ARCH__
-    return __longlong_as_double(0x7ff8000000000000ULL);
-#else
-    return NAN;
-#endif
-}
-#define GPUCAL_NAN quiet_nan()
+#include "numeric.cuh"
 
 typedef unsigned char u8;
 

@@ -24,16 +24,7 @@
 //   the number of segments and of cosmic rays of the pixel's busiest integration.
 
 #include "dq_flags.cuh"
-
-__host__ __device__ inline double quiet_nan()
-{
-#ifdef __CUDA_ARCH__
-    return __longlong_as_double(0x7ff8000000000000ULL);
-#else
-    return NAN;
-#endif
-}
-#define GPUCAL_NAN quiet_nan()
+#include "numeric.cuh"
 
 typedef unsigned char u8;
 typedef unsigned int u32;
