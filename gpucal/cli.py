@@ -267,6 +267,30 @@ def _write_products(result: Any, prefix: Path, save_opt: bool) -> list[Path]:
         raise
 
 
+def _open_ramp(path: Path) -> Any:
+    """The exposure at ``path``, or a user error naming the file and the problem."""
+    from .ramp import Ramp
+
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if not path.is_file():
+        raise InputError(f"not a file: {path}")
+    try:
+        return Ramp.from_fits(path)
+    except (GpucalError, OSError) as exc:
+        message = str(exc) or type(exc).__name__
+        raise _ExitWith(message if path.name in message else f"{path}: {message}") from exc
+
+
+def _required_references(args: argparse.Namespace, ramp: Any, path: Path) -> tuple[Path, Path]:
+    """The gain and read-noise files of ``ramp-fit`` and ``jump``, logged with the exposure."""
+    gain = _reference_path("gain", args.gain, "R_GAIN", ramp, path)
+    readnoise = _reference_path("readnoise", args.readnoise, "R_READNO", ramp, path)
+    log.info("ramp %s: %s %s, gain %s, readnoise %s", path.name, ramp.instrument,
+             "x".join(map(str, ramp.shape)), gain.name, readnoise.name)
+    return gain, readnoise
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -275,27 +299,13 @@ def _cmd_ramp_fit(args: argparse.Namespace) -> int:
     from .demo import msamples_per_s
     from .io import output_prefix
     from .progress import ProgressReporter
-    from .ramp import Ramp
 
     # Fail fast on an unusable backend, before reading anything.
     backend = resolve_backend(args.backend)
 
     path: Path = args.file
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    if not path.is_file():
-        raise InputError(f"not a file: {path}")
-    try:
-        ramp = Ramp.from_fits(path)
-    except (GpucalError, OSError) as exc:
-        message = str(exc) or type(exc).__name__
-        if path.name not in message:
-            message = f"{path}: {message}"
-        raise _ExitWith(message) from exc
-    gain = _reference_path("gain", args.gain, "R_GAIN", ramp, path)
-    readnoise = _reference_path("readnoise", args.readnoise, "R_READNO", ramp, path)
-    log.info("ramp %s: %s %s, gain %s, readnoise %s", path.name, ramp.instrument,
-             "x".join(map(str, ramp.shape)), gain.name, readnoise.name)
+    ramp = _open_ramp(path)
+    gain, readnoise = _required_references(args, ramp, path)
 
     ramp_fit = _load_ramp_fit()
     start = time.perf_counter()
@@ -343,22 +353,15 @@ def _optional_reference(kind: str, explicit: Path | None, keyword: str, ramp: An
 def _cmd_extract(args: argparse.Namespace) -> int:
     from .backend import resolve_backend
     from .extraction import extract_ramp
-    from .ramp import Ramp
 
     backend = resolve_backend(args.backend)
     path: Path = args.file
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
     for out, what in ((args.output, "-o"), (args.plot, "--plot")):
         if out is not None and out.resolve() == path.resolve():
             raise InputError(f"{what} {out} would overwrite the input file")
     if args.output is not None and args.output.suffix.lower() not in (".ecsv", ".fits", ".fit"):
         raise InputError(f"cannot tell the table format of {args.output}: use a .ecsv or .fits name")
-    try:
-        ramp = Ramp.from_fits(path)
-    except (GpucalError, OSError) as exc:
-        message = str(exc) or type(exc).__name__
-        raise _ExitWith(message if path.name in message else f"{path}: {message}") from exc
+    ramp = _open_ramp(path)
     gain = _optional_reference("gain", args.gain, "R_GAIN", ramp, path)
     readnoise = _optional_reference("readnoise", args.readnoise, "R_READNO", ramp, path)
     if args.fit and (gain is None or readnoise is None):
@@ -403,29 +406,15 @@ def _cmd_jump(args: argparse.Namespace) -> int:
     from .demo import msamples_per_s
     from .io import output_prefix
     from .progress import ProgressReporter
-    from .ramp import Ramp
 
     backend = resolve_backend(args.backend)
     path: Path = args.file
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    if not path.is_file():
-        raise InputError(f"not a file: {path}")
-    try:
-        ramp = Ramp.from_fits(path)
-    except (GpucalError, OSError) as exc:
-        message = str(exc) or type(exc).__name__
-        if path.name not in message:
-            message = f"{path}: {message}"
-        raise _ExitWith(message) from exc
-    gain = _reference_path("gain", args.gain, "R_GAIN", ramp, path)
-    readnoise = _reference_path("readnoise", args.readnoise, "R_READNO", ramp, path)
+    ramp = _open_ramp(path)
     out_dir: Path = args.output_dir if args.output_dir is not None else path.parent
     target = out_dir / (output_prefix(path, out_dir).name + "_jump.fits")
     if target.exists() and not args.overwrite:
         raise _ExitWith(f"{target} exists; pass --overwrite to replace it")
-    log.info("ramp %s: %s %s, gain %s, readnoise %s", path.name, ramp.instrument,
-             "x".join(map(str, ramp.shape)), gain.name, readnoise.name)
+    gain, readnoise = _required_references(args, ramp, path)
 
     detect_jumps = _load_detect_jumps()
     start = time.perf_counter()

@@ -47,18 +47,25 @@ def make_module():
     cupy.empty = lambda shape, dtype=np.float64: _device(np.empty(shape, dtype))
     cupy.zeros = lambda shape, dtype=np.float64: _device(np.zeros(shape, dtype))
     cupy.asarray = lambda array: _device(np.array(array))
+    cupy.asnumpy = lambda array: np.array(array)
+    cupy.ndarray = DeviceArray
     cuda = types.SimpleNamespace(Stream=_Stream, alloc_pinned_memory=lambda n: bytearray(n))
     cupy.cuda = cuda
     return cupy
 
 
-def host_kernel(module: str, function: str):
-    """What ``gpucal.gpu.compile.kernel`` returns, backed by the host build."""
+def host_kernel(module: str, function: str, launches: list | None = None):
+    """What ``gpucal.gpu.compile.kernel`` returns, backed by the host build.
+
+    Each launch appends the kernel's name to ``launches`` when given.
+    """
     from host_build import host_library, launch_host
 
     library = host_library(module)
 
     def launch(grid, block, args):
+        if launches is not None:
+            launches.append(function)
         launch_host(library, function, [np.asarray(a) if isinstance(a, DeviceArray) else a for a in args],
                     grid=grid[0], block=block[0])
 

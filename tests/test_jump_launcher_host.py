@@ -1,59 +1,22 @@
 """The CuPy launcher's plumbing (row blocks, halo, pinned buffers, two streams) without a GPU.
 
-A numpy stand-in for the handful of CuPy calls the launcher makes is put in
-``sys.modules["cupy"]`` for the duration of each test, and each kernel launch runs the host
-build of ``jump.cu``. The public ``detect_jumps(backend="gpu")`` must then equal the CPU
+The numpy stand-in for CuPy of ``tests/fake_cupy.py`` is put in ``sys.modules["cupy"]``
+for the duration of each test, and each kernel launch runs the host build of ``jump.cu``. The public ``detect_jumps(backend="gpu")`` must then equal the CPU
 backend on exposures streamed in several row blocks. This checks the launcher's logic; the
 device itself is covered by ``test_jump_gpu.py`` (``-m gpu``).
 """
 
 import sys
-import types
 
 import numpy as np
 import pytest
 
+import fake_cupy
 import gpucal
-from host_build import host_compiler, host_library, launch_host
+from host_build import host_compiler
 from jump_cases import exposure
 
 pytestmark = pytest.mark.skipif(host_compiler() is None, reason="no C++ compiler for the host build")
-
-
-class _DeviceArray(np.ndarray):
-    def set(self, array, stream=None):
-        self[...] = array
-
-    def get(self, stream=None, out=None):
-        if out is None:
-            return np.array(self)
-        out[...] = self
-        return out
-
-
-class _Stream:
-    def __init__(self, non_blocking=False):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def synchronize(self):
-        pass
-
-
-def _fake_cupy() -> types.ModuleType:
-    cupy = types.ModuleType("cupy")
-    cupy.ndarray = _DeviceArray
-    cupy.empty = lambda shape, dtype=np.float32: np.empty(shape, dtype=dtype).view(_DeviceArray)
-    cupy.zeros = lambda shape, dtype=np.float32: np.zeros(shape, dtype=dtype).view(_DeviceArray)
-    cupy.asarray = lambda a: np.array(a, order="C", copy=True).view(_DeviceArray)
-    cupy.asnumpy = lambda a: np.array(a)
-    cupy.cuda = types.SimpleNamespace(Stream=_Stream, alloc_pinned_memory=lambda n: bytearray(n))
-    return cupy
 
 
 @pytest.fixture
@@ -63,19 +26,9 @@ def host_gpu(monkeypatch):
     from gpucal.gpu import compile as gpu_compile
 
     launches = []
-
-    def kernel(module, function):
-        library = host_library(module)
-
-        def launch(grid, block, args):
-            launches.append(function)
-            launch_host(library, function, [np.asarray(a) if isinstance(a, np.ndarray) else a for a in args],
-                        grid=grid[0], block=block[0])
-
-        return launch
-
-    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
-    monkeypatch.setattr(gpu_compile, "kernel", kernel)
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_module())
+    monkeypatch.setattr(gpu_compile, "kernel",
+                        lambda module, function: fake_cupy.host_kernel(module, function, launches))
     monkeypatch.setattr(jump_detection, "resolve_backend", lambda b=None: "cpu" if b == "cpu" else "gpu")
     monkeypatch.setattr(backend, "free_device_memory", lambda *a: 1 << 30)
     return launches

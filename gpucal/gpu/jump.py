@@ -19,6 +19,8 @@ from gpucal.jump_detection import halo_window
 from gpucal.jump_io import (TwoPointInputs, TwoPointOutputs, neighbour_arguments, scratch_shape,
                             two_point_arguments)
 
+from .transfer import download, pinned_copy, two_stream_pipeline, upload
+
 log = logging.getLogger(__name__)
 
 THREADS_PER_BLOCK = 128
@@ -72,38 +74,24 @@ def run_neighbour(fp: JumpParams, d_gdq, d_marks, nx: int, halo_top: int, rows: 
 def detect_blocks_gpu(fp: JumpParams, blocks: Iterable[tuple[int, int, Callable[[], tuple]]], gdq: np.ndarray,
                       marks: np.ndarray, done: Callable[[int], None]) -> None:
     """Pass 1 over ``(r0, r1, load)`` row blocks; writes ``gdq`` and ``marks`` (nints, ngroups, ny, nx)."""
-    import cupy
-
     nints, ngroups, _, nx = gdq.shape
-    streams = [cupy.cuda.Stream(non_blocking=True) for _ in range(2)]
-    pending: list[tuple | None] = [None, None]
 
-    def drain(slot: int) -> None:
-        item = pending[slot]
-        if item is None:
-            return
-        r0, r1, h_gdq, h_marks, stream, _keep = item
-        stream.synchronize()
+    def process(inputs, stream):
+        pinned = TwoPointInputs(*(pinned_copy(a) for a in inputs))
+        keep: list = [pinned]
+        d_in = TwoPointInputs(*(upload(a, stream) for a in pinned))
+        d_out = run_two_point(fp, d_in, stream, keep)
+        keep += [d_in, d_out]
+        return (download(d_out.gdq_out, stream), download(d_out.marks, stream)), keep
+
+    def finish(rows, outputs) -> None:
+        r0, r1 = rows
+        h_gdq, h_marks = outputs
         gdq[:, :, r0:r1] = h_gdq.reshape(nints, ngroups, r1 - r0, nx)
         marks[:, :, r0:r1] = h_marks.reshape(nints, ngroups, r1 - r0, nx)
         done((r1 - r0) * nx)
-        pending[slot] = None
 
-    for index, (r0, r1, load) in enumerate(blocks):
-        slot = index % 2
-        drain(slot)
-        stream = streams[slot]
-        pinned = TwoPointInputs(*(_pinned_copy(a) for a in load()))
-        keep: list = [pinned]
-        with stream:
-            d_in = TwoPointInputs(*(_upload(a, stream) for a in pinned))
-            d_out = run_two_point(fp, d_in, stream, keep)
-            h_gdq = _download(d_out.gdq_out, stream)
-            h_marks = _download(d_out.marks, stream)
-        keep += [d_in, d_out]
-        pending[slot] = (r0, r1, h_gdq, h_marks, stream, keep)
-    drain(0)
-    drain(1)
+    two_stream_pipeline((((r0, r1), load) for r0, r1, load in blocks), process, finish)
 
 
 def neighbour_blocks_gpu(fp: JumpParams, gdq: np.ndarray, marks: np.ndarray, out: np.ndarray, rows: int,
@@ -117,44 +105,16 @@ def neighbour_blocks_gpu(fp: JumpParams, gdq: np.ndarray, marks: np.ndarray, out
         r1 = min(ny, r0 + rows)
         h0, h1, top = halo_window(r0, r1, ny)
         shape = (nints, ngroups, (h1 - h0) * nx)
-        h_gdq = _pinned_copy(np.ascontiguousarray(gdq[:, :, h0:h1]).reshape(shape))
-        h_marks = _pinned_copy(np.ascontiguousarray(marks[:, :, h0:h1]).reshape(shape))
+        h_gdq = pinned_copy(np.ascontiguousarray(gdq[:, :, h0:h1]).reshape(shape))
+        h_marks = pinned_copy(np.ascontiguousarray(marks[:, :, h0:h1]).reshape(shape))
         with stream:
-            d_gdq, d_marks = _upload(h_gdq, stream), _upload(h_marks, stream)
+            d_gdq, d_marks = upload(h_gdq, stream), upload(h_marks, stream)
             d_out = run_neighbour(fp, d_gdq, d_marks, nx, top, r1 - r0, stream)
-            h_out = _download(d_out, stream)
+            h_out = download(d_out, stream)
         stream.synchronize()
         del d_gdq, d_marks, d_out
         out[:, :, r0:r1] = h_out.reshape(nints, ngroups, r1 - r0, nx)
         done((r1 - r0) * nx)
-
-
-def _pinned_copy(array: np.ndarray) -> np.ndarray:
-    pinned = _pinned_empty(array.shape, array.dtype)
-    pinned[...] = array
-    return pinned
-
-
-def _upload(pinned: np.ndarray, stream):
-    import cupy
-
-    out = cupy.empty(pinned.shape, dtype=pinned.dtype)
-    out.set(pinned, stream=stream)
-    return out
-
-
-def _download(array, stream) -> np.ndarray:
-    out = _pinned_empty(array.shape, array.dtype)
-    array.get(stream=stream, out=out)
-    return out
-
-
-def _pinned_empty(shape, dtype) -> np.ndarray:
-    import cupy
-
-    count = int(np.prod(shape))
-    mem = cupy.cuda.alloc_pinned_memory(max(count * np.dtype(dtype).itemsize, 1))
-    return np.frombuffer(mem, dtype=dtype, count=count).reshape(shape)
 
 
 def two_point_bytes_per_pixel(fp: JumpParams) -> int:

@@ -15,6 +15,8 @@ import numpy as np
 from cpu_fallback.ramp_fit import FitParams
 from gpucal.ramp_fit_io import BlockInputs, BlockOutputs, kernel_arguments
 
+from .transfer import download, pinned_copy, two_stream_pipeline, upload
+
 log = logging.getLogger(__name__)
 
 THREADS_PER_BLOCK = 128
@@ -25,7 +27,7 @@ def fit_blocks_gpu(fp: FitParams, blocks: Iterable[tuple[int, int, Callable[[], 
     """Fit each ``(row_start, row_stop, load)`` block on the device and ``store`` its outputs.
 
     ``load()`` reads the block's inputs on the host; ``store`` receives host outputs. Two
-    slots alternate so that loading and copying one block overlaps the kernel of the other.
+    streams alternate so that loading and copying one block overlaps the kernel of the other.
     """
     import cupy
 
@@ -34,66 +36,21 @@ def fit_blocks_gpu(fp: FitParams, blocks: Iterable[tuple[int, int, Callable[[], 
     fit_kernel = kernel("ramp_fit", "ramp_fit_kernel")
     d_table = cupy.asarray(weight_table)
     dummy = cupy.zeros(1, dtype=np.float32)
-    streams = [cupy.cuda.Stream(non_blocking=True) for _ in range(2)]
-    # Per slot: (row_start, row_stop, pinned host outputs, stream, buffers kept alive
-    # until the stream's copies have finished).
-    pending: list[tuple | None] = [None, None]
 
-    def drain(slot: int) -> None:
-        item = pending[slot]
-        if item is None:
-            return
-        r0, r1, host_out, stream, _keepalive = item
-        stream.synchronize()
-        store(r0, r1, host_out)
-        pending[slot] = None
-
-    for index, (r0, r1, load) in enumerate(blocks):
-        slot = index % 2
-        drain(slot)
-        stream = streams[slot]
-        inputs = load()
+    def process(inputs: BlockInputs, stream):
         npix = inputs.data.shape[2]
-        pinned_in = BlockInputs(*(None if a is None else _pinned_copy(a) for a in inputs))
-        with stream:
-            d_in = BlockInputs(*(None if a is None else _upload(a, stream) for a in pinned_in))
-            d_out = BlockOutputs.allocate(fp, npix, cupy)
-            scratch = cupy.empty((max(fp.ngroups - 1, 1), npix), dtype=np.float64)
-            args = kernel_arguments(fp, d_in, d_out, d_table, scratch, dummy)
-            grid = (npix + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
-            fit_kernel((grid,), (THREADS_PER_BLOCK,), tuple(value for _, value in args))
-            host_out = BlockOutputs(*(None if a is None else _download(a, stream) for a in d_out))
-        pending[slot] = (r0, r1, host_out, stream, (pinned_in, d_in, d_out, scratch))
-    drain(0)
-    drain(1)
+        pinned_in = BlockInputs(*(None if a is None else pinned_copy(a) for a in inputs))
+        d_in = BlockInputs(*(None if a is None else upload(a, stream) for a in pinned_in))
+        d_out = BlockOutputs.allocate(fp, npix, cupy)
+        scratch = cupy.empty((max(fp.ngroups - 1, 1), npix), dtype=np.float64)
+        args = kernel_arguments(fp, d_in, d_out, d_table, scratch, dummy)
+        grid = (npix + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
+        fit_kernel((grid,), (THREADS_PER_BLOCK,), tuple(value for _, value in args))
+        host_out = BlockOutputs(*(None if a is None else download(a, stream) for a in d_out))
+        return host_out, [pinned_in, d_in, d_out, scratch]
 
-
-def _pinned_copy(array: np.ndarray) -> np.ndarray:
-    pinned = _pinned_empty(array.shape, array.dtype)
-    pinned[...] = array
-    return pinned
-
-
-def _upload(pinned: np.ndarray, stream):
-    import cupy
-
-    out = cupy.empty(pinned.shape, dtype=pinned.dtype)
-    out.set(pinned, stream=stream)
-    return out
-
-
-def _download(array, stream) -> np.ndarray:
-    out = _pinned_empty(array.shape, array.dtype)
-    array.get(stream=stream, out=out)
-    return out
-
-
-def _pinned_empty(shape, dtype) -> np.ndarray:
-    import cupy
-
-    count = int(np.prod(shape))
-    mem = cupy.cuda.alloc_pinned_memory(max(count * np.dtype(dtype).itemsize, 1))
-    return np.frombuffer(mem, dtype=dtype, count=count).reshape(shape)
+    two_stream_pipeline((((r0, r1), load) for r0, r1, load in blocks), process,
+                        lambda rows, out: store(rows[0], rows[1], out))
 
 
 def device_bytes_per_pixel(fp: FitParams) -> int:
