@@ -126,8 +126,9 @@ def _nir_side(g: _NirGeometry, left: np.ndarray, right: np.ndarray, length: int)
 def _nir_fullframe_planes(xp, planes, g: _NirGeometry, first_plane_f32: list, p: dict):
     """Correct detector-frame planes (n, rows, cols) of the window; returns float32 planes."""
     n = planes.shape[0]
-    bands = {"bottom": to_host(planes[:, g.bottom]), "top": to_host(planes[:, g.top])}
-    sides = {"left": to_host(planes[:, :, g.left]), "right": to_host(planes[:, :, g.right])}
+    ix = {name: xp.asarray(getattr(g, name)) for name in ("bottom", "top", "left", "right")}
+    bands = {"bottom": to_host(planes[:, ix["bottom"]]), "top": to_host(planes[:, ix["top"]])}
+    sides = {"left": to_host(planes[:, :, ix["left"]]), "right": to_host(planes[:, :, ix["right"]])}
     offsets = np.zeros((n, len(g.columns)))
     side = np.zeros((n, g.r1 - g.r0))
     round_first = np.zeros(n, dtype=bool)
@@ -146,7 +147,7 @@ def _nir_fullframe_planes(xp, planes, g: _NirGeometry, first_plane_f32: list, p:
     d_off = xp.asarray(offsets)
     work = planes.astype(xp.float64) - d_off[:, None, :]
     if round_first.any():
-        idx = np.flatnonzero(round_first)
+        idx = xp.asarray(np.flatnonzero(round_first))
         work[idx] = work[idx].astype(xp.float32).astype(xp.float64)
     if p["use_side_ref_pixels"]:
         work = work - xp.asarray(float(p["side_gain"]) * side)[:, :, None]
@@ -159,7 +160,7 @@ def _nir_single_output(xp, planes, g: _NirGeometry, odd_even: bool, siglimit: fl
         return planes, False
     n = planes.shape[0]
     rr, cc = np.nonzero(ref)
-    host = to_host(planes[:, rr, cc]) if hasattr(planes, "get") else planes[:, rr, cc]
+    host = to_host(planes[:, xp.asarray(rr), xp.asarray(cc)])
     absolute = cc + g.c0
     col_parity = (np.arange(g.c0, g.c1) % 2)
     offsets = np.zeros((n, g.c1 - g.c0))
@@ -190,7 +191,7 @@ def _miri_integration(xp, cube, state: dict, odd_even_rows: bool, siglimit: floa
     first = cube[0].astype(xp.float64)
     diff = (cube.astype(xp.float64) - first[None]).astype(xp.float32)
     ngroups = cube.shape[0]
-    host_cols = to_host(diff[:, :, list(range(4)) + list(range(1028, 1032))])
+    host_cols = to_host(diff[:, :, xp.asarray(np.r_[0:4, 1028:1032])])
     table = np.zeros((ngroups, 2, 4))
     for g in range(1, ngroups):
         if state["bad"]:
