@@ -128,3 +128,13 @@ def test_skips():
     outside = structured("NIRCAM", 1, 2, 32, 64, 2000, 1, FASTAXIS=-1, SLOWAXIS=2)
     assert refpix(outside, backend="cpu").meta["S_REFPIX"] == "SKIPPED"
     assert jwst_refpix(outside)[2] == rp.SUBARRAY_DOESNTFIT
+
+
+def test_one_plane_at_a_time(monkeypatch):
+    """Chunking the planes (the work-buffer precision state carries over) changes nothing."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("gpucal.steps.refpix"), "PLANES_PER_CHUNK", 1)
+    check(structured("MIRI", 2, 3, 1024, 1032, 1, 1, seed=8))
+    ramp = structured("NIRCAM", 2, 3, 24, 2048, 1, 2025, seed=9, FASTAXIS=-1, SLOWAXIS=2, **STRIP)
+    check(ramp)

@@ -4,8 +4,8 @@ Design: the statistics (sigma-clipped means of the top/bottom or left/right refe
 pixels, running medians of the side columns) are computed on the host with numpy in
 ``gpucal/refpix_stats.py`` for both backends -- they touch only the 4-pixel border and must
 follow numpy's reduction order to match jwst. The corrections are applied to whole planes
-with the same array code on numpy or CuPy (``gpucal.backend.array_module``), one integration
-at a time (refpix needs whole planes). No custom kernel: the per-plane work is a broadcast
+with the same array code on numpy or CuPy (``gpucal.backend.array_module``), a few whole
+planes at a time (refpix needs whole planes; never row blocks). No custom kernel: the per-plane work is a broadcast
 subtraction.
 
 Precision follows jwst exactly, including its reused work buffer: with side reference pixels,
@@ -40,6 +40,8 @@ NIR_FULL = 2048
 MIRI_ROWS, MIRI_COLS = 1024, 1032
 NRS_EDGELESS = ("SUB512", "SUB512S", "SUB32")
 AMP_WIDTH = 512
+#: Planes (groups) corrected at a time: bounds the float64 work arrays (~34 MB per NIR plane).
+PLANES_PER_CHUNK = 8
 
 
 # ---------------------------------------------------------------- frames
@@ -186,20 +188,25 @@ def _nir_single_output(xp, planes, g: _NirGeometry, odd_even: bool, siglimit: fl
 
 
 # ---------------------------------------------------------------- MIRI
-def _miri_integration(xp, cube, state: dict, odd_even_rows: bool, siglimit: float):
-    """One MIRI integration (ngroups, 1024, 1032) in working memory; returns float32."""
-    first = cube[0].astype(xp.float64)
+def _miri_groups(xp, cube, first, g0: int, state: dict, odd_even_rows: bool, siglimit: float):
+    """Groups ``g0 .. g0 + len(cube)`` of one MIRI integration (n, 1024, 1032); returns float32.
+
+    ``first`` is the integration's group 0 (float64, device). Groups are corrected in order;
+    once a reference value is missing (``state["bad"]``) no later group is corrected.
+    """
     diff = (cube.astype(xp.float64) - first[None]).astype(xp.float32)
-    ngroups = cube.shape[0]
+    n = cube.shape[0]
     host_cols = to_host(diff[:, :, xp.asarray(np.r_[0:4, 1028:1032])])
-    table = np.zeros((ngroups, 2, 4))
-    for g in range(1, ngroups):
+    table = np.zeros((n, 2, 4))
+    for k in range(n):
+        if g0 + k == 0:
+            continue
         if state["bad"]:
             break
         values = {}
         for amp in range(4):
             for side, col in (("left", amp), ("right", 4 + amp)):
-                column = host_cols[g, :, col]
+                column = host_cols[k, :, col]
                 dq = state["dq"][:, amp if side == "left" else 1028 + amp]
                 if odd_even_rows:
                     values[amp, side] = (clipped_mean(column[0::2], dq[0::2], siglimit),
@@ -213,10 +220,10 @@ def _miri_integration(xp, cube, state: dict, odd_even_rows: bool, siglimit: floa
         for amp in range(4):
             for parity in (0, 1):
                 s = 0.5 * (values[amp, "left"][parity] + values[amp, "right"][parity])
-                table[g, parity, amp] = np.float64(s)
+                table[k, parity, amp] = np.float64(s)
     rows = np.arange(MIRI_ROWS) % 2
     cols = np.arange(MIRI_COLS) % 4
-    off = table[:, rows][:, :, cols]  # (ngroups, rows, cols)
+    off = table[:, rows][:, :, cols]  # (n, rows, cols)
     corrected = (diff.astype(xp.float64) - xp.asarray(off)).astype(xp.float32)
     return (corrected.astype(xp.float64) + first[None]).astype(xp.float32)
 
@@ -274,8 +281,12 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
         out = np.empty(ramp.shape, dtype=np.float32)
         state = {"bad": False, "dq": np.asarray(ramp.pixeldq, dtype=np.uint32)}
         for i in range(ramp.nints):
-            cube = xp.asarray(np.array(ramp.data[i], dtype=np.float32))
-            out[i] = to_host(_miri_integration(xp, cube, state, bool(odd_even_rows), params["siglimit"]))
+            first = xp.asarray(np.array(ramp.data[i, 0], dtype=np.float32)).astype(xp.float64)
+            for g0 in range(0, ramp.ngroups, PLANES_PER_CHUNK):
+                g1 = min(ramp.ngroups, g0 + PLANES_PER_CHUNK)
+                cube = xp.asarray(np.array(ramp.data[i, g0:g1], dtype=np.float32))
+                out[i, g0:g1] = to_host(_miri_groups(xp, cube, first, g0, state, bool(odd_even_rows),
+                                                     params["siglimit"]))
         log.info("refpix: MIRI full frame %s (%s), %.2f s", ramp.shape, name, time.perf_counter() - start)
         return with_data(ramp, out, S_REFPIX="COMPLETE")
 
@@ -304,7 +315,9 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
         return to_host(xp.ascontiguousarray(to_science(res, fast, slow)))
 
     for i in range(ramp.nints):
-        out[i] = run(np.array(ramp.data[i], dtype=np.float32))
+        for g0 in range(0, ramp.ngroups, PLANES_PER_CHUNK):
+            g1 = min(ramp.ngroups, g0 + PLANES_PER_CHUNK)
+            out[i, g0:g1] = run(np.array(ramp.data[i, g0:g1], dtype=np.float32))
     zeroframe: Any = "keep"
     if ramp.zeroframe is not None and bool(ramp.meta.get("ZEROFRAM", False)):
         zf = np.array(ramp.zeroframe, dtype=np.float32)
