@@ -95,7 +95,7 @@ def _as_reference(ipc_ref: Any) -> IpcReference:
 
 
 def _bytes_per_pixel(nplanes: int, kernel: np.ndarray) -> int:
-    per = nplanes * (4 + 4) * 2  # data in and out, host and device/work copies
+    per = nplanes * 24  # data in, padded copy, accumulator, product, output (float32)
     if kernel.ndim == 4:
         per += kernel.shape[0] * kernel.shape[1] * 4 * 2
     return per
