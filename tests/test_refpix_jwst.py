@@ -138,3 +138,12 @@ def test_one_plane_at_a_time(monkeypatch):
     check(structured("MIRI", 2, 3, 1024, 1032, 1, 1, seed=8))
     ramp = structured("NIRCAM", 2, 3, 24, 2048, 1, 2025, seed=9, FASTAXIS=-1, SLOWAXIS=2, **STRIP)
     check(ramp)
+
+
+@pytest.mark.parametrize("plane", [0, 1], ids=["first_plane_float32", "later_plane_float64"])
+def test_constant_reference_box_takes_float64_mean(plane):
+    """All-equal good values: jwst's float64 mean, mixed into float32 or float64 work."""
+    ramp = structured("NIRCAM", 1, 2, 24, 2048, 1, 1, seed=10, FASTAXIS=1, SLOWAXIS=2, **STRIP)
+    ramp.data[0, plane, :4, 512:1024:2] = np.float32(1234.567)
+    ramp.data[0, plane, :4, 1:512:2] = np.float32(-3.3)
+    check(ramp)
