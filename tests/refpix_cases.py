@@ -11,7 +11,6 @@ def structured(instrument, nints, ngroups, ny, nx, xstart, ystart, seed=0, **met
     r = make_exposure(nints, ngroups, ny, nx, seed=seed, instrument=instrument, detector=det, flag_jumps=False).ramp
     rng = np.random.default_rng(seed)
     x = np.arange(xstart - 1, xstart - 1 + nx)
-    y = np.arange(ystart - 1, ystart - 1 + ny)
     amp = (x // (256 if instrument == "MIRI" else 512)) % 4
     for i in range(nints):
         for g in range(ngroups):
