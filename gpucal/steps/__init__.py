@@ -1,0 +1,29 @@
+"""Detector1 group-level steps (and gain_scale on rate products) on either backend.
+
+Each step takes a :class:`~gpucal.Ramp` and its reference (from :mod:`gpucal.refs`) and
+returns a new Ramp; the input is never modified. Per-pixel steps run in row blocks.
+"""
+
+from __future__ import annotations
+
+from .dark_current import DarkCurrentResult, dark_current
+from .dq_init import dq_init
+from .frames import firstframe, lastframe
+from .gain_scale import gain_scale
+from .group_scale import group_scale
+from .linearity import linearity
+from .saturation import saturation
+from .superbias import superbias
+
+__all__ = [
+    "DarkCurrentResult",
+    "dark_current",
+    "dq_init",
+    "firstframe",
+    "gain_scale",
+    "group_scale",
+    "lastframe",
+    "linearity",
+    "saturation",
+    "superbias",
+]
