@@ -22,13 +22,13 @@ def raw_exposure(nints=2, ngroups=6, ny=40, nx=48, *, seed=3, nframes=1, groupga
     data = np.array(r.data, np.float32)
     data[:, :, 3, 5] = -2.0            # A/D floor
     data[0, 2:, 7, 7] = 65000.0        # saturated from group 2 on
-    data[1, 1, 9, 0] = np.nan
+    data[-1, 1, 9, 0] = np.nan
     gdq = np.zeros(r.shape, np.uint8) if clear_dq else np.array(r.groupdq)
     pdq = np.zeros((r.ny, r.nx), np.uint32) if clear_dq else np.array(r.pixeldq)
     zf = None if r.zeroframe is None else np.array(r.zeroframe, np.float32)
     if zf is not None:
         zf[0, 7, 7] = 65000.0
-        zf[1, 3, 5] = 0.0
+        zf[-1, 3, 5] = 0.0
     return Ramp(data, gdq, pdq, group_time=r.group_time, frame_time=r.frame_time, nframes=r.nframes,
                 groupgap=r.groupgap, zeroframe=zf, meta=dict(r.meta))
 
