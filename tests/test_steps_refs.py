@@ -111,3 +111,20 @@ def test_builtin_set_is_cached_and_deterministic(tmp_path):
     a, b = make_calib_refs(8, 8, seed=3), make_calib_refs(8, 8, seed=3)
     for key in a:
         np.testing.assert_array_equal(a[key].dq, b[key].dq)
+
+
+def test_subarray_reference_through_saturation_matches_stcal(full_frame):
+    from stcal.saturation.saturation import flag_saturated_pixels
+    from steps_cases import DQFLAGS
+
+    refs, files = full_frame
+    ramp = _sub_ramp(11, 21, 16, 24)
+    sat = read_saturation(files["saturation"], ramp)
+    out = steps.saturation(ramp, sat, use_readpatt=False, backend="cpu")
+    win = (slice(20, 36), slice(10, 34))
+    b = ramp.block(0, ramp.ny)
+    gdq, pdq, _ = flag_saturated_pixels(b.data.copy(), b.groupdq.copy(), b.pixeldq.copy(),
+                                        refs["saturation"].data[win].copy(), refs["saturation"].dq[win].copy(),
+                                        65535.0, DQFLAGS, n_pix_grow_sat=1)
+    np.testing.assert_array_equal(out.groupdq, gdq)
+    np.testing.assert_array_equal(out.pixeldq, pdq)

@@ -108,9 +108,10 @@ def saturation(ramp: Ramp, saturation_ref: Any, *, n_pix_grow_sat: int = 1, supe
                 for g in range(ngroups - 2, -1, -1):
                     if dilution[g] == 1:
                         continue
-                    factor = xp.where(nsc, 1.0, dilution[g])
+                    # float64 threshold x dilution, as numpy promotes float32 x float64 (explicit for CuPy)
+                    factor = xp.where(nsc, xp.float64(1.0), xp.float64(dilution[g]))
                     this, nxt = groupdq[i, g], groupdq[i, g + 1]
-                    partial = ((data[i, g] >= thresh * factor) & ((this & (sat8 | dnu8)) == 0)
+                    partial = ((data[i, g].astype(xp.float64) >= thresh.astype(xp.float64) * factor) & ((this & (sat8 | dnu8)) == 0)
                                & ((nxt & sat8) != 0))
                     groupdq[i, g] = this | xp.where(dilate(xp, partial, n), dnu8, zero8)
                 if ngroups > 2:
@@ -118,7 +119,8 @@ def saturation(ramp: Ramp, saturation_ref: Any, *, n_pix_grow_sat: int = 1, supe
                             else ref_rows(xp, np.asarray(superbias_ref.data, np.float32), rows))
                     d0, d1 = data[i, 0], data[i, 1]
                     mean0 = np.float64((nfr + 1) / 2.0)
-                    a = ((d0 - bias) / mean0) * (3 * nfr) + bias < thresh
+                    # float64 (stcal divides by np.mean, a float64 scalar); explicit so CuPy agrees
+                    a = (((d0 - bias).astype(xp.float64) / mean0) * (3 * nfr) + bias) < thresh.astype(xp.float64)
                     c = (d1 - d0) > (thresh - d0) / xp.float32(nfr)
                     d = ((groupdq[i, 2] & sat8) != 0) & ((groupdq[i, 1] & sat8) == 0)
                     groupdq[i, 1] = groupdq[i, 1] | xp.where(a & c & d, dnu8, zero8)
