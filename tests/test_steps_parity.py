@@ -131,7 +131,8 @@ def _stcal_dark(ramp, ref):
 
 
 @pytest.mark.parametrize("nframes,groupgap,dark_frames,dark_ints", [
-    (1, 0, 20, None), (4, 1, 40, None), (2, 0, 6, None), (1, 0, 20, 3), (2, 1, 20, 1)])
+    (1, 0, 20, None), (4, 1, 40, None), (2, 0, 6, None), (1, 0, 20, 3), (2, 1, 20, 1),
+    (1, 0, 4, None), (1, 0, 3, 2)])  # the last two: extrapolated darks used directly (float64)
 def test_dark_current_matches_stcal(nframes, groupgap, dark_frames, dark_ints):
     ramp = raw_exposure(nframes=nframes, groupgap=groupgap, ngroups=5, zeroframe=False)
     refs = refs_for(ramp, dark_frames=dark_frames, dark_ints=dark_ints)
