@@ -46,6 +46,15 @@ def test_dq_init_matches_jwst():
     np.testing.assert_array_equal(out.groupdq, ref.groupdq)
     np.testing.assert_array_equal(out.data, data)
     assert np.all(ramp.pixeldq == 0)  # input untouched
+    user = np.zeros(pdq.shape, np.uint16)
+    user[1, 2] = 5
+    with_user = steps.dq_init(ramp, refs["mask"], user_dq=user, backend="cpu")
+    model = datamodels.RampModel(data=data.copy(), groupdq=gdq.copy(), pixeldq=pdq.copy())
+    mask = datamodels.MaskModel(dq=refs["mask"].dq.copy())
+    _meta(ramp, model, mask)
+    ref = do_dqinit(model, mask, user_dq=user)
+    np.testing.assert_array_equal(with_user.pixeldq, ref.pixeldq)
+    np.testing.assert_array_equal(with_user.groupdq, ref.groupdq)
 
 
 @pytest.mark.parametrize("nframes,n_grow", [(1, 1), (4, 1), (2, 2), (1, 0)])

@@ -128,3 +128,16 @@ def test_subarray_reference_through_saturation_matches_stcal(full_frame):
                                         65535.0, DQFLAGS, n_pix_grow_sat=1)
     np.testing.assert_array_equal(out.groupdq, gdq)
     np.testing.assert_array_equal(out.pixeldq, pdq)
+
+
+def test_linearity_with_inverse_coefficients_refuses_group_averaged_data(tmp_path):
+    from astropy.io import fits
+
+    refs = make_calib_refs(10, 12, seed=2)
+    files = write_calib_refs({"linearity": refs["linearity"]}, tmp_path, "x", instrument="NIRCAM", detector="NRCA1")
+    with fits.open(files["linearity"], mode="update") as hdul:
+        hdul.append(fits.ImageHDU(refs["linearity"].data, name="INV_COEFFS"))
+    lin = read_linearity(files["linearity"])
+    steps.linearity(raw_exposure(1, 3, 10, 12, zeroframe=False), lin, backend="cpu")  # NFRAMES=1: classic
+    with pytest.raises(NotImplementedError, match="read-level"):
+        steps.linearity(raw_exposure(1, 3, 10, 12, nframes=2, zeroframe=False), lin, backend="cpu")

@@ -175,8 +175,13 @@ def read_superbias(path: str | os.PathLike[str], ramp: Ramp | None = None) -> Ca
 
 def read_linearity(path: str | os.PathLike[str], ramp: Ramp | None = None) -> CalibReference:
     """LINEARITY reference: COEFFS float32 ``(ncoeffs, ny, nx)`` and DQ ``(ny, nx)``, cut to the subarray."""
-    ext, header, dq_def, p = _read(path, "LINEARITY", {"COEFFS": (3,), "DQ": ()}, ramp)
+    ext, header, dq_def, p = _read(path, "LINEARITY", {"COEFFS": (3,), "DQ": (), "INV_COEFFS": ()}, ramp)
     coeffs = ext["COEFFS"]
+    if ext["INV_COEFFS"] is not None:
+        if ext["INV_COEFFS"].shape != coeffs.shape:
+            raise FileFormatError(f"{p}: LINEARITY INV_COEFFS shape {ext['INV_COEFFS'].shape} differs from "
+                                  f"COEFFS {coeffs.shape}")
+        header["HAS_INV_COEFFS"] = True
     if coeffs.shape[0] < 2:
         raise FileFormatError(f"{p}: LINEARITY COEFFS has {coeffs.shape[0]} coefficient(s), need at least 2")
     dq = ext["DQ"] if ext["DQ"] is not None else np.zeros(coeffs.shape[1:], np.uint32)

@@ -3,7 +3,8 @@
 Coefficients are prepared as stcal ``prepare_coefficients`` (NO_LIN_CORR in the reference DQ,
 any NaN coefficient, or a zero linear term -> identity polynomial; the latter two add
 NO_LIN_CORR to the pixel DQ) and evaluated by Horner in float32 in stcal's order.
-The read-level path (``inv_coeffs`` with NFRAMES > 1) is not implemented.
+The read-level path (``INV_COEFFS`` in the reference with NFRAMES > 1) is not implemented:
+it raises NotImplementedError rather than giving a result different from jwst.
 """
 
 from __future__ import annotations
@@ -61,8 +62,18 @@ def linearity(ramp: Ramp, linearity_ref: Any, *, backend: str | None = None) -> 
     Ramp
         Corrected data; pixeldq | reference DQ | NO_LIN_CORR where the coefficients are unusable.
         Zeroframe pixels equal to 0.0 stay 0.0, the others are corrected.
+
+    Raises
+    ------
+    NotImplementedError
+        The reference has INV_COEFFS and NFRAMES > 1 (jwst's read-level path).
     """
     check_image(linearity_ref, "LINEARITY", ramp)
+    if linearity_ref.header.get("HAS_INV_COEFFS") and ramp.nframes > 1 and not ramp.meta.get("READ_TIMES"):
+        # jwst 3.0.0 would take the read-level path here; refuse rather than differ silently
+        raise NotImplementedError(
+            "LINEARITY reference has INV_COEFFS and the exposure averages NFRAMES > 1: jwst applies the "
+            "read-level correction, which gpucal does not implement yet")
     coeffs_all, add_all = prepare_coefficients(linearity_ref)
 
     def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
