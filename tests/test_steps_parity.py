@@ -217,3 +217,19 @@ def test_gain_scale():
     np.testing.assert_array_equal(out.data, arrs["data"] * 1.7)
     np.testing.assert_array_equal(out.var_rnoise, arrs["var_rnoise"] * 1.7**2)
     assert out.meta["GAINFACT"] == 1.7 and steps.gain_scale(prod, None) is prod
+
+
+def test_average_dark_current_sources(tmp_path):
+    from gpucal.refs import read_dark, write_calib_refs
+
+    ramp = raw_exposure(zeroframe=False)
+    refs = refs_for(ramp)
+    dark = refs["dark"]
+    dark.average_dark_current = np.full((ramp.ny, ramp.nx), 0.25, np.float32)
+    dark.header["AVDRKCUR"] = 0.125
+    back = read_dark(write_calib_refs({"dark": dark}, tmp_path, "a", instrument="NIRCAM", detector="NRCA1")["dark"])
+    np.testing.assert_array_equal(back.average_dark_current, dark.average_dark_current)
+    assert np.all(steps.dark_current(ramp, back, backend="cpu").average_dark_current == np.float32(0.25))
+    assert np.all(steps.dark_current(ramp, back, average_dark_current=2.0, backend="cpu").average_dark_current == 2)
+    back.average_dark_current = np.zeros_like(back.average_dark_current)
+    assert np.all(steps.dark_current(ramp, back, backend="cpu").average_dark_current == np.float32(0.125))

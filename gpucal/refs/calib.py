@@ -54,6 +54,8 @@ class CalibReference:
         DQ_DEF rows (bit, value, name, description) when present.
     path : pathlib.Path or None
         Source file.
+    average_dark_current : numpy.ndarray or None
+        DARK only: the float32 ``(ny, nx)`` AVDRKCUR image (electrons/s) when the file has one.
     """
 
     reftype: str
@@ -62,6 +64,7 @@ class CalibReference:
     header: dict[str, Any] = field(default_factory=dict)
     dq_def: list[tuple[Any, ...]] = field(default_factory=list)
     path: Path | None = None
+    average_dark_current: np.ndarray | None = None
 
 
 def _cut(arr: np.ndarray, path: Path, name: str, origin: tuple[int, int], ramp: Ramp | None) -> np.ndarray:
@@ -195,7 +198,7 @@ def read_dark(path: str | os.PathLike[str], ramp: Ramp | None = None) -> CalibRe
     DQ is ``(ny, nx)`` or, for MIRI, 4-D like SCI. Header NFRAMES and GROUPGAP are required.
     Not cut to a subarray (as jwst): the frame size must match the exposure's.
     """
-    ext, header, dq_def, p = _read(path, "DARK", {"SCI": (3, 4), "DQ": ()}, ramp, cut=False)
+    ext, header, dq_def, p = _read(path, "DARK", {"SCI": (3, 4), "DQ": (), "AVDRKCUR": ()}, ramp, cut=False)
     sci = ext["SCI"]
     for key in ("NFRAMES", "GROUPGAP"):
         value = header.get(key)
@@ -207,7 +210,10 @@ def read_dark(path: str | os.PathLike[str], ramp: Ramp | None = None) -> CalibRe
     if ramp is not None and sci.shape[-2:] != (ramp.ny, ramp.nx):
         raise InputError(f"{p}: DARK frame shape {sci.shape[-2:]} does not match the exposure's "
                          f"(ny, nx) = {(ramp.ny, ramp.nx)} (darks are not cut to subarrays)")
-    return CalibReference("DARK", sci, dq, header, dq_def, p)
+    avg = ext["AVDRKCUR"]
+    if avg is not None and avg.ndim != 2:
+        raise FileFormatError(f"{p}: DARK AVDRKCUR is {avg.ndim}-D {avg.shape}, expected 2-D")
+    return CalibReference("DARK", sci, dq, header, dq_def, p, avg)
 
 
 def write_calib_reference(
@@ -221,12 +227,14 @@ def write_calib_reference(
     subarray: str = "FULL",
     extra: Mapping[str, Any] | None = None,
     dq_def: list[tuple[int, int, str, str]] | None = None,
+    images: Mapping[str, np.ndarray] | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write a MASK/SATURATION/SUPERBIAS/LINEARITY/DARK reference in the CRDS layout.
 
     ``data`` goes to SCI (COEFFS for LINEARITY; must be None for MASK), ``dq`` to DQ (uint32),
-    ``dq_def`` rows to a DQ_DEF table, ``extra`` into the primary header (NFRAMES, GROUPGAP, ...).
+    ``dq_def`` rows to a DQ_DEF table, ``extra`` into the primary header (NFRAMES, GROUPGAP, ...),
+    ``images`` into further float32 image extensions by name (e.g. DARK ``AVDRKCUR``).
     """
     reftype = str(reftype).strip().upper()
     if reftype not in _MODELS:
@@ -243,6 +251,8 @@ def write_calib_reference(
     if data is not None:
         hdus.append(fits.ImageHDU(np.asarray(data, dtype=">f4"), name="COEFFS" if reftype == "LINEARITY" else "SCI"))
     hdus.append(fits.ImageHDU(np.asarray(dq, dtype=">u4"), name="DQ"))
+    for name, image in (images or {}).items():
+        hdus.append(fits.ImageHDU(np.asarray(image, dtype=">f4"), name=str(name).upper()))
     if dq_def:
         bits, values, names, descr = zip(*dq_def)
         hdus.append(fits.BinTableHDU.from_columns([

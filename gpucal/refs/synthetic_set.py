@@ -117,7 +117,9 @@ def write_calib_refs(refs: dict[str, CalibReference], directory: str | os.PathLi
     for key, ref in refs.items():
         out[key] = write_calib_reference(directory / f"{name}_{key}.fits", ref.reftype, data=ref.data, dq=ref.dq,
                                          instrument=instrument, detector=detector, extra=ref.header,
-                                         dq_def=dqflags.dq_def_rows() if key == "mask" else None)
+                                         dq_def=dqflags.dq_def_rows() if key == "mask" else None,
+                                         images=None if ref.average_dark_current is None
+                                         else {"AVDRKCUR": ref.average_dark_current})
     return out
 
 

@@ -98,6 +98,20 @@ def prepare_dark(ramp: Ramp, dark_ref: Any) -> tuple[np.ndarray | None, np.ndarr
     return _average(data, g, n, gap), pdq
 
 
+def _average_dark_current(ramp: Ramp, dark_ref: Any, value: float | None) -> np.ndarray:
+    """As jwst ``set_average_dark_current``: the parameter, else a non-zero AVDRKCUR image, else the keyword."""
+    image = getattr(dark_ref, "average_dark_current", None)
+    if value is None and image is not None and float(np.sum(image)) != 0.0:
+        if tuple(image.shape) == (ramp.ny, ramp.nx):
+            return np.array(image, np.float32)
+        logger.warning("DARK AVDRKCUR image shape %s does not match the exposure's %s: not used (zeros)",
+                       tuple(image.shape), (ramp.ny, ramp.nx))
+        return np.zeros((ramp.ny, ramp.nx), np.float32)
+    if value is None:
+        value = dark_ref.header.get("AVDRKCUR")
+    return np.full((ramp.ny, ramp.nx), float(value or 0.0), np.float32)
+
+
 def dark_current(ramp: Ramp, dark_ref: Any, *, average_dark_current: float | None = None,
                  backend: str | None = None) -> DarkCurrentResult:
     """Subtract the dark and OR its DQ into the pixel DQ.
@@ -110,8 +124,8 @@ def dark_current(ramp: Ramp, dark_ref: Any, *, average_dark_current: float | Non
         From :func:`gpucal.refs.read_dark`: SCI ``(groups, ny, nx)`` or MIRI
         ``(ints, groups, ny, nx)``, header NFRAMES and GROUPGAP.
     average_dark_current : float, optional
-        Average dark current (electrons/s) for ramp fitting; default the reference's
-        AVDRKCUR keyword, or 0.
+        Average dark current (electrons/s) for ramp fitting; default the reference's AVDRKCUR
+        image when it has a non-zero sum, else its AVDRKCUR keyword, else 0.
     backend : {"gpu", "cpu", "auto"}, optional
 
     Returns
@@ -123,8 +137,7 @@ def dark_current(ramp: Ramp, dark_ref: Any, *, average_dark_current: float | Non
     if tuple(np.shape(dark_ref.data)[-2:]) != (ramp.ny, ramp.nx):
         raise InputError(f"DARK frame shape {np.shape(dark_ref.data)[-2:]} does not match the exposure's "
                          f"(ny, nx) = {(ramp.ny, ramp.nx)}")
-    value = average_dark_current if average_dark_current is not None else dark_ref.header.get("AVDRKCUR", 0.0)
-    avg = np.full((ramp.ny, ramp.nx), float(value or 0.0), np.float32)
+    avg = _average_dark_current(ramp, dark_ref, average_dark_current)
     dark, pdq = prepare_dark(ramp, dark_ref)
     if dark is None:
         blk = ramp.block(0, ramp.ny)
