@@ -233,3 +233,23 @@ def test_average_dark_current_sources(tmp_path):
     assert np.all(steps.dark_current(ramp, back, average_dark_current=2.0, backend="cpu").average_dark_current == 2)
     back.average_dark_current = np.zeros_like(back.average_dark_current)
     assert np.all(steps.dark_current(ramp, back, backend="cpu").average_dark_current == np.float32(0.125))
+
+
+def test_chain_feeds_ramp_fit():
+    """dq_init -> saturation -> superbias -> linearity -> dark_current -> gpucal.ramp_fit runs end to end."""
+    from gpucal import ramp_fit
+    from gpucal.synthetic import make_exposure
+
+    exp = make_exposure(1, 5, 24, 20, seed=4, saturation_dn=30000.0)
+    ramp = raw_exposure(1, 5, 24, 20, seed=4, zeroframe=False)
+    refs = refs_for(ramp)
+    refs["dark"].header["AVDRKCUR"] = 0.01
+    r = steps.dq_init(ramp, refs["mask"], backend="cpu")
+    r = steps.saturation(r, refs["saturation"], superbias_ref=refs["superbias"], backend="cpu")
+    r = steps.superbias(r, refs["superbias"], backend="cpu")
+    r = steps.linearity(r, refs["linearity"], backend="cpu")
+    dark = steps.dark_current(r, refs["dark"], backend="cpu")
+    result = ramp_fit(dark.ramp, exp.gain, exp.readnoise, backend="cpu",
+                      average_dark_current=dark.average_dark_current)
+    assert result.rate.data.shape == (24, 20)
+    assert np.isfinite(result.rate.data).mean() > 0.9
