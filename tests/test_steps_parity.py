@@ -127,6 +127,27 @@ def test_linearity_matches_stcal():
     assert (out.pixeldq & (1 << 20)).sum() > 0
 
 
+@pytest.mark.parametrize("nframes,ngroups", [(4, 6), (2, 2), (1, 4)])
+def test_linearity_read_level_matches_stcal(nframes, ngroups):
+    """INV_COEFFS + NFRAMES > 1: stcal's read-level path (NFRAMES = 1 stays classic, as jwst)."""
+    raw = raw_exposure(nframes=nframes, ngroups=ngroups)
+    ramp = steps.saturation(raw, refs_for(raw)["saturation"], backend="cpu")
+    lin = refs_for(ramp)["linearity"]
+    inv = lin.data.copy()
+    inv[0], inv[1], inv[2:] = -inv[0], 1.0 / inv[1], -inv[2:]
+    inv[1][2, 3] = 0.0  # a zero linear term in the inverse flags NO_LIN_CORR too
+    lin.inv_coeffs = inv
+    out = steps.linearity(ramp, lin, backend="cpu")
+    data, gdq, pdq, zf = _arrays(ramp)
+    pattern = [[x + 1 + g * nframes for x in range(nframes)] for g in range(ngroups)] if nframes > 1 else None
+    d_r, pdq_r, zf_r = linearity_correction(data.copy(), gdq.copy(), pdq.copy(), lin.data.copy(), lin.dq.copy(),
+                                            DQFLAGS, zframe=zf.copy(), ilin_coeffs=inv.copy() if pattern else None,
+                                            read_pattern=pattern)
+    np.testing.assert_array_equal(out.data, d_r)
+    np.testing.assert_array_equal(out.pixeldq, pdq_r)
+    np.testing.assert_array_equal(out.zeroframe, zf_r)
+
+
 def _stcal_dark(ramp, ref):
     data, gdq, pdq, _ = _arrays(ramp)
     sci = ScienceData()

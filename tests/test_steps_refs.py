@@ -130,7 +130,7 @@ def test_subarray_reference_through_saturation_matches_stcal(full_frame):
     np.testing.assert_array_equal(out.pixeldq, pdq)
 
 
-def test_linearity_with_inverse_coefficients_refuses_group_averaged_data(tmp_path):
+def test_linearity_inverse_coefficients_round_trip(tmp_path):
     from astropy.io import fits
 
     refs = make_calib_refs(10, 12, seed=2)
@@ -138,6 +138,8 @@ def test_linearity_with_inverse_coefficients_refuses_group_averaged_data(tmp_pat
     with fits.open(files["linearity"], mode="update") as hdul:
         hdul.append(fits.ImageHDU(refs["linearity"].data, name="INV_COEFFS"))
     lin = read_linearity(files["linearity"])
-    steps.linearity(raw_exposure(1, 3, 10, 12, zeroframe=False), lin, backend="cpu")  # NFRAMES=1: classic
-    with pytest.raises(NotImplementedError, match="read-level"):
-        steps.linearity(raw_exposure(1, 3, 10, 12, nframes=2, zeroframe=False), lin, backend="cpu")
+    np.testing.assert_array_equal(lin.inv_coeffs, refs["linearity"].data)
+    with fits.open(files["linearity"], mode="update") as hdul:
+        hdul["INV_COEFFS"].data = refs["linearity"].data[:, :5]
+    with pytest.raises(FileFormatError, match="INV_COEFFS shape"):
+        read_linearity(files["linearity"])

@@ -56,6 +56,8 @@ class CalibReference:
         Source file.
     average_dark_current : numpy.ndarray or None
         DARK only: the float32 ``(ny, nx)`` AVDRKCUR image (electrons/s) when the file has one.
+    inv_coeffs : numpy.ndarray or None
+        LINEARITY only: float32 INV_COEFFS ``(ncoeffs, ny, nx)`` when the file has them.
     """
 
     reftype: str
@@ -65,6 +67,7 @@ class CalibReference:
     dq_def: list[tuple[Any, ...]] = field(default_factory=list)
     path: Path | None = None
     average_dark_current: np.ndarray | None = None
+    inv_coeffs: np.ndarray | None = None
 
 
 def _cut(arr: np.ndarray, path: Path, name: str, origin: tuple[int, int], ramp: Ramp | None) -> np.ndarray:
@@ -184,12 +187,11 @@ def read_linearity(path: str | os.PathLike[str], ramp: Ramp | None = None) -> Ca
         if ext["INV_COEFFS"].shape != coeffs.shape:
             raise FileFormatError(f"{p}: LINEARITY INV_COEFFS shape {ext['INV_COEFFS'].shape} differs from "
                                   f"COEFFS {coeffs.shape}")
-        header["HAS_INV_COEFFS"] = True
     if coeffs.shape[0] < 2:
         raise FileFormatError(f"{p}: LINEARITY COEFFS has {coeffs.shape[0]} coefficient(s), need at least 2")
     dq = ext["DQ"] if ext["DQ"] is not None else np.zeros(coeffs.shape[1:], np.uint32)
     _check_dq(p, "LINEARITY", dq, coeffs.shape[1:])
-    return CalibReference("LINEARITY", coeffs, dq, header, dq_def, p)
+    return CalibReference("LINEARITY", coeffs, dq, header, dq_def, p, inv_coeffs=ext["INV_COEFFS"])
 
 
 def read_dark(path: str | os.PathLike[str], ramp: Ramp | None = None) -> CalibReference:
