@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from steps_cases import raw_exposure, refs_for
@@ -23,6 +25,8 @@ def _same(a, b):
 def test_ramp_steps_gpu_equal_cpu(nframes):
     ramp = raw_exposure(2, 6, 64, 72, nframes=nframes)
     refs = refs_for(ramp)
+    with_inverse = copy.deepcopy(refs["linearity"])
+    with_inverse.inv_coeffs = with_inverse.data.copy()
     calls = [
         lambda r, b: steps.group_scale(r, backend=b),
         lambda r, b: steps.dq_init(r, refs["mask"], backend=b),
@@ -30,6 +34,7 @@ def test_ramp_steps_gpu_equal_cpu(nframes):
         lambda r, b: steps.saturation(r, refs["saturation"], n_pix_grow_sat=2, backend=b),
         lambda r, b: steps.superbias(r, refs["superbias"], backend=b),
         lambda r, b: steps.linearity(r, refs["linearity"], backend=b),
+        lambda r, b: steps.linearity(r, with_inverse, backend=b),  # read-level path when nframes > 1
         lambda r, b: steps.dark_current(r, refs["dark"], backend=b).ramp,
     ]
     for call in calls:
