@@ -274,3 +274,18 @@ def test_chain_feeds_ramp_fit():
                       average_dark_current=dark.average_dark_current)
     assert result.rate.data.shape == (24, 20)
     assert np.isfinite(result.rate.data).mean() > 0.9
+
+
+def test_steps_leave_their_input_untouched():
+    ramp = raw_exposure(nframes=2, ngroups=4)
+    refs = refs_for(ramp)
+    before = [np.array(a, copy=True) for a in _arrays(ramp)]
+    ramp.meta["FRMDIVSR"] = 1
+    steps.group_scale(ramp, backend="cpu")
+    steps.dq_init(ramp, refs["mask"], backend="cpu")
+    steps.saturation(ramp, refs["saturation"], superbias_ref=refs["superbias"], backend="cpu")
+    steps.superbias(ramp, refs["superbias"], backend="cpu")
+    steps.linearity(ramp, refs["linearity"], backend="cpu")
+    steps.dark_current(ramp, refs["dark"], backend="cpu")
+    for a, b in zip(before, _arrays(ramp)):
+        np.testing.assert_array_equal(a, b)
