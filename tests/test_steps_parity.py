@@ -12,7 +12,7 @@ from stcal.linearity.linearity import linearity_correction
 from stcal.saturation.saturation import flag_saturated_pixels
 from steps_cases import DQFLAGS, raw_exposure, refs_for
 
-from gpucal import Ramp, steps
+from gpucal import steps
 
 
 def _meta(ramp, *models):
