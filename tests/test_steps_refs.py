@@ -143,3 +143,18 @@ def test_linearity_inverse_coefficients_round_trip(tmp_path):
         hdul["INV_COEFFS"].data = refs["linearity"].data[:, :5]
     with pytest.raises(FileFormatError, match="INV_COEFFS shape"):
         read_linearity(files["linearity"])
+
+
+def test_builtin_set_fits_the_builtin_exposure(tmp_path):
+    from gpucal.synthetic import builtin_exposure
+
+    ramp = Ramp.from_fits(builtin_exposure(tmp_path)["ramp"])
+    files = builtin_calib_refs(tmp_path)
+    refs = {key: READERS[key](path, ramp) for key, path in files.items()}
+    out = steps.dq_init(ramp, refs["mask"], backend="cpu")
+    out = steps.saturation(out, refs["saturation"], superbias_ref=refs["superbias"], backend="cpu")
+    out = steps.superbias(out, refs["superbias"], backend="cpu")
+    out = steps.linearity(out, refs["linearity"], backend="cpu")
+    res = steps.dark_current(out, refs["dark"], backend="cpu")
+    assert not res.skipped and res.ramp.shape == ramp.shape
+    assert np.isfinite(res.ramp.block(0, 8).data).mean() > 0.99
