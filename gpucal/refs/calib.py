@@ -125,7 +125,8 @@ def _read(path: str | os.PathLike[str], reftype: str, layout: dict[str, tuple[in
             out[name] = arr
             origin_header = origin_header or dict(hdu.header)
         dq_def_hdu = find_hdu(hdul, "DQ_DEF")
-        dq_def = [tuple(row) for row in dq_def_hdu.data] if dq_def_hdu is not None and dq_def_hdu.data is not None else []
+        has_def = dq_def_hdu is not None and dq_def_hdu.data is not None
+        dq_def = [tuple(row) for row in dq_def_hdu.data] if has_def else []
     origin, _ = _ref_origin(primary, origin_header)
     for name, arr in out.items():
         if arr is None:
@@ -204,7 +205,8 @@ def read_dark(path: str | os.PathLike[str], ramp: Ramp | None = None) -> CalibRe
     sci = ext["SCI"]
     for key in ("NFRAMES", "GROUPGAP"):
         value = header.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (1 if key == "NFRAMES" else 0):
+        minimum = 1 if key == "NFRAMES" else 0
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise FileFormatError(f"{p}: DARK reference needs an integer {key} keyword, got {value!r}")
     dq = ext["DQ"] if ext["DQ"] is not None else np.zeros(sci.shape[-2:], np.uint32)
     if dq.shape not in (sci.shape[-2:], sci.shape):
@@ -259,7 +261,8 @@ def write_calib_reference(
         bits, values, names, descr = zip(*dq_def)
         hdus.append(fits.BinTableHDU.from_columns([
             fits.Column("BIT", "J", array=np.array(bits)), fits.Column("VALUE", "J", array=np.array(values)),
-            fits.Column("NAME", "40A", array=np.array(names)), fits.Column("DESCRIPTION", "80A", array=np.array(descr))],
+            fits.Column("NAME", "40A", array=np.array(names)),
+            fits.Column("DESCRIPTION", "80A", array=np.array(descr))],
             name="DQ_DEF"))
     with atomic_write(path, overwrite=overwrite) as fh:
         fits.HDUList(hdus).writeto(fh, output_verify="exception")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import array_module, resolve_backend, to_host
-from ..chunking import rows_per_block
+from ..chunking import parse_memory, rows_per_block
 from ..ramp import Ramp
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,12 @@ def like(ramp: Ramp, data: np.ndarray, groupdq: np.ndarray, pixeldq: np.ndarray,
 
 
 def run_blocks(ramp: Ramp, kernel: Kernel, backend: str | None, *, halo: int = 0,
-               block_bytes: int = DEFAULT_BLOCK_BYTES) -> Ramp:
-    """Apply ``kernel`` block by block and return a new Ramp (``ramp`` is not modified)."""
+               max_memory: int | str | None = None) -> Ramp:
+    """Apply ``kernel`` block by block and return a new Ramp (``ramp`` is not modified).
+
+    ``max_memory`` bounds one block's working set (bytes or "512MB"); default 256 MiB.
+    """
+    block_bytes = parse_memory(max_memory) or DEFAULT_BLOCK_BYTES
     name, xp = backend_and_module(backend)
     nints, ngroups, ny, nx = ramp.shape
     data = np.empty(ramp.shape, np.float32)

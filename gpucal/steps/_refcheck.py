@@ -12,7 +12,8 @@ def check_image(ref: Any, reftype: str, ramp: Ramp) -> None:
     """Raise InputError unless ``ref`` is a CalibReference of ``reftype`` cut to ``ramp``'s (ny, nx)."""
     actual = getattr(ref, "reftype", None)
     if actual is None:
-        raise InputError(f"expected a {reftype} reference (gpucal.refs.read_{reftype.lower()}), got {type(ref).__name__}")
+        raise InputError(f"expected a {reftype} reference (gpucal.refs.read_{reftype.lower()}), "
+                         f"got {type(ref).__name__}")
     if actual != reftype:
         raise InputError(f"expected a {reftype} reference, got a {actual} reference")
     target = (ramp.ny, ramp.nx)

@@ -113,7 +113,8 @@ def _average_dark_current(ramp: Ramp, dark_ref: Any, value: float | None) -> np.
 
 
 def dark_current(ramp: Ramp, dark_ref: Any, *, average_dark_current: float | None = None,
-                 backend: str | None = None) -> DarkCurrentResult:
+                 backend: str | None = None,
+                 max_memory: int | str | None = None) -> DarkCurrentResult:
     """Subtract the dark and OR its DQ into the pixel DQ.
 
     Parameters
@@ -127,6 +128,8 @@ def dark_current(ramp: Ramp, dark_ref: Any, *, average_dark_current: float | Non
         Average dark current (electrons/s) for ramp fitting; default the reference's AVDRKCUR
         image when it has a non-zero sum, else its AVDRKCUR keyword, else 0.
     backend : {"gpu", "cpu", "auto"}, optional
+    max_memory : int or str, optional
+        Working-set budget of one row block (bytes or e.g. ``"512MB"``); default 256 MiB.
 
     Returns
     -------
@@ -156,4 +159,4 @@ def dark_current(ramp: Ramp, dark_ref: Any, *, average_dark_current: float | Non
             out[i] = data[i] - di[:ngroups]
         return out, groupdq, pixeldq | ref_rows(xp, pdq, rows), zeroframe
 
-    return DarkCurrentResult(run_blocks(ramp, kernel, backend), avg, dark, False)
+    return DarkCurrentResult(run_blocks(ramp, kernel, backend, max_memory=max_memory), avg, dark, False)

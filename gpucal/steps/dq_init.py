@@ -13,7 +13,8 @@ from ._blocks import ref_rows, run_blocks
 from ._refcheck import check_image
 
 
-def dq_init(ramp: Ramp, mask: Any, *, user_dq: np.ndarray | None = None, backend: str | None = None) -> Ramp:
+def dq_init(ramp: Ramp, mask: Any, *, user_dq: np.ndarray | None = None, backend: str | None = None,
+            max_memory: int | str | None = None) -> Ramp:
     """Initialise DQ from a MASK reference.
 
     Parameters
@@ -25,6 +26,8 @@ def dq_init(ramp: Ramp, mask: Any, *, user_dq: np.ndarray | None = None, backend
     user_dq : numpy.ndarray, optional
         Extra ``(ny, nx)`` flags (jwst ``user_supplied_dq``), cast to uint32 and OR-ed into the mask.
     backend : {"gpu", "cpu", "auto"}, optional
+    max_memory : int or str, optional
+        Working-set budget of one row block (bytes or e.g. ``"512MB"``); default 256 MiB.
 
     Returns
     -------
@@ -45,4 +48,4 @@ def dq_init(ramp: Ramp, mask: Any, *, user_dq: np.ndarray | None = None, backend
         groupdq = groupdq | (m & dqflags.DO_NOT_USE).astype(xp.uint8)[None, None]
         return data, groupdq, pixeldq, zeroframe
 
-    return run_blocks(ramp, kernel, backend)
+    return run_blocks(ramp, kernel, backend, max_memory=max_memory)

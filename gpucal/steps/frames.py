@@ -1,4 +1,7 @@
-"""firstframe / lastframe (MIRI): mark the first / last group DO_NOT_USE (jwst ``firstframe_sub``, ``lastframe_sub``)."""
+"""firstframe / lastframe (MIRI): mark the first / last group DO_NOT_USE.
+
+As jwst ``firstframe_sub.do_correction`` and ``lastframe_sub.do_correction``.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ def _is_miri(ramp: Ramp, step: str) -> bool:
     return False
 
 
-def firstframe(ramp: Ramp, *, bright_use_group1: bool = True, backend: str | None = None) -> Ramp:
+def firstframe(ramp: Ramp, *, bright_use_group1: bool = True, backend: str | None = None,
+               max_memory: int | str | None = None) -> Ramp:
     """DO_NOT_USE on group 0 when NGROUPS > 3 (MIRI only; otherwise an unchanged copy).
 
     With ``bright_use_group1`` (jwst default) group 0 stays usable where group 2 is SATURATED,
@@ -48,10 +52,11 @@ def firstframe(ramp: Ramp, *, bright_use_group1: bool = True, backend: str | Non
             groupdq[:, 0] |= dnu
         return data, groupdq, pixeldq, zeroframe
 
-    return run_blocks(ramp, kernel, backend)
+    return run_blocks(ramp, kernel, backend, max_memory=max_memory)
 
 
-def lastframe(ramp: Ramp, *, backend: str | None = None) -> Ramp:
+def lastframe(ramp: Ramp, *, backend: str | None = None,
+              max_memory: int | str | None = None) -> Ramp:
     """DO_NOT_USE on the last group when NGROUPS > 2 (MIRI only; otherwise an unchanged copy)."""
     if not _is_miri(ramp, "lastframe"):
         return _copy(ramp)
@@ -64,4 +69,4 @@ def lastframe(ramp: Ramp, *, backend: str | None = None) -> Ramp:
         groupdq[:, -1] |= xp.uint8(dqflags.DO_NOT_USE)
         return data, groupdq, pixeldq, zeroframe
 
-    return run_blocks(ramp, kernel, backend)
+    return run_blocks(ramp, kernel, backend, max_memory=max_memory)

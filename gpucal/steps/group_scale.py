@@ -25,7 +25,8 @@ def _skip(ramp: Ramp) -> bool:
     return False
 
 
-def group_scale(ramp: Ramp, *, backend: str | None = None) -> Ramp:
+def group_scale(ramp: Ramp, *, backend: str | None = None,
+                max_memory: int | str | None = None) -> Ramp:
     """Multiply the data by ``FRMDIVSR / NFRAMES`` (meta FRMDIVSR, ramp.nframes) in float32.
 
     Returns a new Ramp; an unchanged copy when the step skips (FRMDIVSR missing or equal to NFRAMES).
@@ -39,4 +40,4 @@ def group_scale(ramp: Ramp, *, backend: str | None = None) -> Ramp:
     def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
         return data * scale, groupdq, pixeldq, zeroframe
 
-    return run_blocks(ramp, kernel, backend)
+    return run_blocks(ramp, kernel, backend, max_memory=max_memory)

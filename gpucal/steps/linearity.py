@@ -49,7 +49,8 @@ def horner(xp: Any, data: Any, coeffs: Any) -> Any:
     return result + coeffs[0]
 
 
-def linearity(ramp: Ramp, linearity_ref: Any, *, backend: str | None = None) -> Ramp:
+def linearity(ramp: Ramp, linearity_ref: Any, *, backend: str | None = None,
+              max_memory: int | str | None = None) -> Ramp:
     """Correct non-linearity; groups flagged SATURATED keep their raw value.
 
     Parameters
@@ -59,6 +60,8 @@ def linearity(ramp: Ramp, linearity_ref: Any, *, backend: str | None = None) -> 
     linearity_ref : CalibReference
         From :func:`gpucal.refs.read_linearity`, cut to the exposure.
     backend : {"gpu", "cpu", "auto"}, optional
+    max_memory : int or str, optional
+        Working-set budget of one row block (bytes or e.g. ``"512MB"``); default 256 MiB.
 
     Returns
     -------
@@ -93,7 +96,7 @@ def linearity(ramp: Ramp, linearity_ref: Any, *, backend: str | None = None) -> 
             zeroframe = xp.where(zeroframe == 0.0, zeroframe, horner(xp, zeroframe, coeffs[:, None]))
         return data, groupdq, pixeldq | ref_rows(xp, add_all, rows), zeroframe
 
-    return run_blocks(ramp, kernel, backend)
+    return run_blocks(ramp, kernel, backend, max_memory=max_memory)
 
 
 def _mean0(xp: Any, stack: Any) -> Any:

@@ -53,7 +53,8 @@ def prepare_thresholds(saturation_ref: Any) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def saturation(ramp: Ramp, saturation_ref: Any, *, n_pix_grow_sat: int = 1, superbias_ref: Any = None,
-               use_readpatt: bool = True, backend: str | None = None) -> Ramp:
+               use_readpatt: bool = True, backend: str | None = None,
+               max_memory: int | str | None = None) -> Ramp:
     """Flag saturation (SATURATED, grown) and the A/D floor (AD_FLOOR | DO_NOT_USE).
 
     Parameters
@@ -69,6 +70,8 @@ def saturation(ramp: Ramp, saturation_ref: Any, *, n_pix_grow_sat: int = 1, supe
     use_readpatt : bool
         Use the NFRAMES read pattern (backward dilution pass, group-2 check), as jwst's default.
     backend : {"gpu", "cpu", "auto"}, optional
+    max_memory : int or str, optional
+        Working-set budget of one row block (bytes or e.g. ``"512MB"``); default 256 MiB.
 
     Returns
     -------
@@ -111,7 +114,8 @@ def saturation(ramp: Ramp, saturation_ref: Any, *, n_pix_grow_sat: int = 1, supe
                     # float64 threshold x dilution, as numpy promotes float32 x float64 (explicit for CuPy)
                     factor = xp.where(nsc, xp.float64(1.0), xp.float64(dilution[g]))
                     this, nxt = groupdq[i, g], groupdq[i, g + 1]
-                    partial = ((data[i, g].astype(xp.float64) >= thresh.astype(xp.float64) * factor) & ((this & (sat8 | dnu8)) == 0)
+                    partial = ((data[i, g].astype(xp.float64) >= thresh.astype(xp.float64) * factor)
+                               & ((this & (sat8 | dnu8)) == 0)
                                & ((nxt & sat8) != 0))
                     groupdq[i, g] = this | xp.where(dilate(xp, partial, n), dnu8, zero8)
                 if ngroups > 2:
@@ -136,4 +140,4 @@ def saturation(ramp: Ramp, saturation_ref: Any, *, n_pix_grow_sat: int = 1, supe
         return data, groupdq, pixeldq, zeroframe
 
     # the backward pass grows flags that depend on grown flags of the next group: 2n rows
-    return run_blocks(ramp, kernel, backend, halo=2 * n)
+    return run_blocks(ramp, kernel, backend, halo=2 * n, max_memory=max_memory)

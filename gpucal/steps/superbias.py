@@ -9,7 +9,8 @@ from ._blocks import ref_rows, run_blocks
 from ._refcheck import check_image
 
 
-def superbias(ramp: Ramp, superbias_ref: Any, *, backend: str | None = None) -> Ramp:
+def superbias(ramp: Ramp, superbias_ref: Any, *, backend: str | None = None,
+              max_memory: int | str | None = None) -> Ramp:
     """Subtract the superbias (NaN bias counts as 0) in float32; OR its DQ into the pixel DQ.
 
     Zeroframe pixels equal to 0.0 (bad) stay 0.0; the others get the bias subtracted.
@@ -21,6 +22,8 @@ def superbias(ramp: Ramp, superbias_ref: Any, *, backend: str | None = None) -> 
     superbias_ref : CalibReference
         From :func:`gpucal.refs.read_superbias`, cut to the exposure.
     backend : {"gpu", "cpu", "auto"}, optional
+    max_memory : int or str, optional
+        Working-set budget of one row block (bytes or e.g. ``"512MB"``); default 256 MiB.
     """
     check_image(superbias_ref, "SUPERBIAS", ramp)
 
@@ -33,4 +36,4 @@ def superbias(ramp: Ramp, superbias_ref: Any, *, backend: str | None = None) -> 
             zeroframe = xp.where(zeroframe == 0.0, xp.float32(0.0), zeroframe - bias[None])
         return data, groupdq, pixeldq, zeroframe
 
-    return run_blocks(ramp, kernel, backend)
+    return run_blocks(ramp, kernel, backend, max_memory=max_memory)
