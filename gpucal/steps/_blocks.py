@@ -18,6 +18,7 @@ import numpy as np
 from ..backend import array_module, resolve_backend, to_host
 from ..chunking import parse_memory, rows_per_block
 from ..ramp import Ramp
+from ._derive import like
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +34,6 @@ def backend_and_module(backend: str | None) -> tuple[str, Any]:
     """Resolved backend name and its array module (cupy or numpy)."""
     name = resolve_backend(backend)
     return name, array_module(name)
-
-
-def like(ramp: Ramp, data: np.ndarray, groupdq: np.ndarray, pixeldq: np.ndarray,
-         zeroframe: np.ndarray | None) -> Ramp:
-    """A new Ramp with the given arrays and ``ramp``'s timing and (copied) meta."""
-    return Ramp(data, groupdq, pixeldq, group_time=ramp.group_time, frame_time=ramp.frame_time,
-                nframes=ramp.nframes, groupgap=ramp.groupgap, drop_frames1=ramp.drop_frames1,
-                zeroframe=zeroframe, meta=dict(ramp.meta))
 
 
 def run_blocks(ramp: Ramp, kernel: Kernel, backend: str | None, *, halo: int = 0,

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..ramp import Ramp
-from ._blocks import like, ref_rows, run_blocks
+from ._blocks import ref_rows, run_blocks
+from ._derive import like
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ import logging
 
 from .. import dq as dqflags
 from ..ramp import Ramp
-from ._blocks import like, run_blocks
+from ._blocks import run_blocks
+from ._derive import like
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from ..ramp import Ramp
-from ._blocks import like, run_blocks
+from ._blocks import run_blocks
+from ._derive import like
 
 logger = logging.getLogger(__name__)
 
