@@ -8,6 +8,7 @@ each block with the CUDA kernel (``gpucal/kernels/ramp_fit.cu``) or its numpy tw
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
@@ -323,13 +324,15 @@ def _blocks(ramp: Ramp, rows: int, gain: np.ndarray, sigma_r: np.ndarray, dark: 
 #: gain only ~30%, two processes ~90% (1x10x1024x1024 on two cores).
 PROCESS_MIN_SAMPLES = 1 << 22
 
-# What forked workers fit: set by the parent just before it forks, read by the children.
-_CPU_JOB: dict = {}
+# What workers fit, by job id: registered before the workers fork (so they inherit it) and
+# removed when the fit ends. Keyed, so that concurrent ramp_fit calls never share a job.
+_CPU_JOBS: dict[int, dict] = {}
+_JOB_IDS = itertools.count()
 
 
-def _fit_rows(r0: int, r1: int) -> tuple[int, int, BlockOutputs, bool]:
-    """Fit rows ``[r0, r1)`` of the job in ``_CPU_JOB``, in cache-sized pixel slices."""
-    job = _CPU_JOB
+def _fit_rows(job_id: int, r0: int, r1: int) -> tuple[int, int, BlockOutputs, bool]:
+    """Fit rows ``[r0, r1)`` of job ``job_id``, in cache-sized pixel slices."""
+    job = _CPU_JOBS[job_id]
     fp = job["fp"]
     inputs = _load_block(job["ramp"], r0, r1, job["gain"], job["sigma_r"], job["dark"])
     npix = inputs.data.shape[2]
@@ -361,8 +364,9 @@ def _fit_cpu(fp: FitParams, ramp: Ramp, gain: np.ndarray, sigma_r: np.ndarray, d
     store = outputs.store_with_progress(progress, ramp)
     # Rows are the unit of reading; a row of a long time series is still too big for the
     # cache, so each row block is fitted in pixel slices of about CPU_BLOCK_SAMPLES.
-    _CPU_JOB.update(fp=fp, ramp=ramp, gain=gain, sigma_r=sigma_r, dark=dark, table=table,
-                    pixels_per_slice=max(1, CPU_BLOCK_SAMPLES // max(1, fp.nints * ramp.ngroups)))
+    job_id = next(_JOB_IDS)
+    _CPU_JOBS[job_id] = dict(fp=fp, ramp=ramp, gain=gain, sigma_r=sigma_r, dark=dark, table=table,
+                             pixels_per_slice=max(1, CPU_BLOCK_SAMPLES // max(1, fp.nints * ramp.ngroups)))
     ranges = [(r0, min(r0 + rows, ramp.ny)) for r0 in range(0, ramp.ny, rows)]
 
     def finish(result: tuple[int, int, BlockOutputs, bool]) -> None:
@@ -374,7 +378,7 @@ def _fit_cpu(fp: FitParams, ramp: Ramp, gain: np.ndarray, sigma_r: np.ndarray, d
     try:
         if workers == 1 or len(ranges) == 1:
             for r0, r1 in ranges:
-                finish(_fit_rows(r0, r1))
+                finish(_fit_rows(job_id, r0, r1))
             return
         samples = fp.nints * ramp.ngroups * ramp.ny * ramp.nx
         if samples >= PROCESS_MIN_SAMPLES and "fork" in multiprocessing.get_all_start_methods():
@@ -384,10 +388,10 @@ def _fit_cpu(fp: FitParams, ramp: Ramp, gain: np.ndarray, sigma_r: np.ndarray, d
         with pool:
             in_flight = []
             for r0, r1 in ranges:
-                in_flight.append(pool.submit(_fit_rows, r0, r1))
+                in_flight.append(pool.submit(_fit_rows, job_id, r0, r1))
                 if len(in_flight) >= 2 * workers:
                     finish(in_flight.pop(0).result())
             for future in in_flight:
                 finish(future.result())
     finally:
-        _CPU_JOB.clear()
+        del _CPU_JOBS[job_id]

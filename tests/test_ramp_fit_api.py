@@ -96,3 +96,21 @@ def test_reference_files_as_paths(case, tmp_path):
     products_equal(from_files, from_arrays)
     with pytest.raises(gpucal.FileFormatError):
         gpucal.ramp_fit(case.ramp(), rn_path, rn_path, backend="cpu")  # a READNOISE file given as GAIN
+
+
+@pytest.mark.parametrize("process_min_samples", [1, 1 << 40], ids=["processes", "threads"])
+def test_concurrent_fits_do_not_mix(monkeypatch, process_min_samples):
+    """Two ramp_fit calls at once in threads (as a threaded Dask worker would run them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import gpucal.ramp_fitting as rf
+
+    monkeypatch.setattr(rf, "PROCESS_MIN_SAMPLES", process_min_samples)
+    cases = [random_case(f"concurrent{i}", 2, 6, 48, 20, seed=40 + i, flag_rate=0.1) for i in range(2)]
+    alone = [gpucal.ramp_fit(c.ramp(), c.gain, c.readnoise, backend="cpu", max_memory="200KB") for c in cases]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda c: gpucal.ramp_fit(c.ramp(), c.gain, c.readnoise, backend="cpu",
+                                                           max_memory="200KB"), cases))
+    for a, b in zip(alone, together):
+        products_equal(a, b)
+    assert not rf._CPU_JOBS
