@@ -24,7 +24,6 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -40,21 +39,16 @@ from cpu_fallback.jump import (
     two_point_block,
 )
 from gpucal.backend import resolve_backend
-from gpucal.chunking import parse_memory, rows_per_block
+from gpucal.chunking import DEFAULT_CPU_MEMORY, cache_block, parse_memory, rows_per_block
+from gpucal.progress import ProgressCallback
 from gpucal.dq import DO_NOT_USE, JUMP_DET, NO_GAIN_VALUE, SATURATED
 from gpucal.errors import InputError
 from gpucal.ramp import Ramp
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], None]
-
-#: Host memory the CPU path plans for when ``max_memory`` is not given.
-DEFAULT_CPU_MEMORY = 2 * 1024**3
 #: Working bytes per sample of the numpy fallback (electrons, differences, sorts, flags).
 CPU_BYTES_PER_SAMPLE = 64
-#: Samples per numpy call (cache-sized slices, as in ramp fitting).
-CPU_BLOCK_SAMPLES = 1 << 19
 
 
 def detect_jumps(
@@ -236,8 +230,9 @@ def detect_jumps(
     gdq = np.empty((nints, ngroups, ny, nx), dtype=np.uint8)
     if skipped:
         log.info("jump detection skipped: fewer than 3 usable groups in some integration")
-        for r0 in range(0, ny, max(1, CPU_BLOCK_SAMPLES // max(1, nints * ngroups * nx))):
-            r1 = min(ny, r0 + max(1, CPU_BLOCK_SAMPLES // max(1, nints * ngroups * nx)))
+        rows = cache_block(nints * ngroups * nx)
+        for r0 in range(0, ny, rows):
+            r1 = min(ny, r0 + rows)
             gdq[:, :, r0:r1] = clear_jump_conflicts(np.asarray(ramp.groupdq[:, :, r0:r1], dtype=np.uint8))
         n_extended = _snowballs(gdq, snowball)
         if shower is not None:
@@ -368,7 +363,7 @@ def _all_dnu_planes(ramp: Ramp) -> np.ndarray:
 def _all_dnu_planes_array(groupdq) -> np.ndarray:
     nints, ngroups, ny, nx = groupdq.shape
     result = np.ones((nints, ngroups), dtype=bool)
-    rows = max(1, CPU_BLOCK_SAMPLES // max(1, nints * ngroups * nx))
+    rows = cache_block(nints * ngroups * nx)
     for r0 in range(0, ny, rows):
         q = np.asarray(groupdq[:, :, r0:r0 + rows])
         result &= ((q & np.uint8(DO_NOT_USE)) != 0).all(axis=(2, 3))
@@ -393,7 +388,7 @@ def _cpu_rows(fp: JumpParams, ny: int, nx: int, budget: int | None) -> int:
     budget = DEFAULT_CPU_MEMORY if budget is None else budget
     per_pixel = fp.nints * fp.ngroups * CPU_BYTES_PER_SAMPLE
     rows_by_memory = rows_per_block(ny, nx, per_pixel * threads, budget)
-    rows_by_cache = max(1, CPU_BLOCK_SAMPLES // max(1, fp.nints * fp.ngroups * nx))
+    rows_by_cache = cache_block(fp.nints * fp.ngroups * nx)
     return min(rows_by_memory, rows_by_cache)
 
 
@@ -472,7 +467,7 @@ def _sigma_clip(fp: JumpParams, ramp: Ramp, gain: np.ndarray, gdq: np.ndarray, o
     """Section 5.3 over row blocks, then the frame-wide reset of all-JUMP planes."""
     nints, ngroups, ny, nx = ramp.shape
     log.info("jump detection by sigma clipping across %d integrations", nints)
-    rows = max(1, CPU_BLOCK_SAMPLES // max(1, nints * ngroups * nx))
+    rows = cache_block(nints * ngroups * nx)
     for r0 in range(0, ny, rows):
         r1 = min(r0 + rows, ny)
         blk = ramp.block(r0, r1)

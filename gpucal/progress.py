@@ -11,7 +11,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
+
+#: A progress callback: ``progress(done, total)``, e.g. pixels fitted so far and in all.
+ProgressCallback = Callable[[int, int], None]
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ import numpy as np
 
 from cpu_fallback.ramp_fit import FitParams, ramp_fit_block
 from gpucal.backend import resolve_backend
-from gpucal.chunking import parse_memory, rows_per_block
+from gpucal.chunking import DEFAULT_CPU_MEMORY, cache_block, parse_memory, rows_per_block
+from gpucal.progress import ProgressCallback
 from gpucal.dq import DO_NOT_USE, PERSISTENCE, SATURATED
 from gpucal.errors import InputError
 from gpucal.products import FitOptProduct, RampFitResult, RateProduct
@@ -32,17 +33,9 @@ from gpucal.weight_table import weight_table
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], None]
-
-#: Host memory the CPU path plans for when ``max_memory`` is not given.
-DEFAULT_CPU_MEMORY = 2 * 1024**3
 #: Working bytes per sample of the numpy fallback (float64 values, rates, sorted
 #: differences, flags and their copies), measured on 1x10x1024x1024.
 CPU_BYTES_PER_SAMPLE = 96
-#: Samples per numpy call: large enough to amortise numpy's per-call overhead, small
-#: enough that the working arrays stay near the core (measured best, with two threads, on
-#: 1x10x1024x1024 and 50x20x16x2048 among powers of two from 2**17 to 2**22).
-CPU_BLOCK_SAMPLES = 1 << 19
 
 
 def ramp_fit(
@@ -176,7 +169,7 @@ def _group_window(ramp: Ramp, suppress: bool) -> tuple[int, int, bool] | None:
     if ramp.instrument != "MIRI" or ngroups < 2:
         return 0, ngroups, False
     all_dnu = np.ones(ngroups, dtype=bool)
-    rows = max(1, CPU_BLOCK_SAMPLES // max(1, ramp.nints * ngroups * ramp.nx))
+    rows = cache_block(ramp.nints * ngroups * ramp.nx)
     not_pers = np.uint8(~PERSISTENCE & 0xFF)
     for r0 in range(0, ramp.ny, rows):
         gdq = np.asarray(ramp.groupdq[:, :, r0 : r0 + rows, :])
@@ -359,14 +352,14 @@ def _fit_cpu(fp: FitParams, ramp: Ramp, gain: np.ndarray, sigma_r: np.ndarray, d
     budget = DEFAULT_CPU_MEMORY if budget is None else budget
     per_pixel = fp.nints * ramp.ngroups * CPU_BYTES_PER_SAMPLE
     rows_by_memory = rows_per_block(ramp.ny, ramp.nx, per_pixel * workers, budget)
-    rows_by_cache = max(1, CPU_BLOCK_SAMPLES // max(1, fp.nints * ramp.ngroups * ramp.nx))
+    rows_by_cache = cache_block(fp.nints * ramp.ngroups * ramp.nx)
     rows = min(rows_by_memory, rows_by_cache)
     store = outputs.store_with_progress(progress, ramp)
     # Rows are the unit of reading; a row of a long time series is still too big for the
-    # cache, so each row block is fitted in pixel slices of about CPU_BLOCK_SAMPLES.
+    # cache, so each row block is fitted in cache-sized pixel slices.
     job_id = next(_JOB_IDS)
     _CPU_JOBS[job_id] = dict(fp=fp, ramp=ramp, gain=gain, sigma_r=sigma_r, dark=dark, table=table,
-                             pixels_per_slice=max(1, CPU_BLOCK_SAMPLES // max(1, fp.nints * ramp.ngroups)))
+                             pixels_per_slice=cache_block(fp.nints * ramp.ngroups))
     ranges = [(r0, min(r0 + rows, ramp.ny)) for r0 in range(0, ramp.ny, rows)]
 
     def finish(result: tuple[int, int, BlockOutputs, bool]) -> None:
