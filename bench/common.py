@@ -6,7 +6,9 @@ Not part of the installed package; the scripts import it from this directory.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
+import logging
 import json
 import os
 import platform
@@ -351,3 +353,44 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def bench_parser(description: str, default_cases: list[str], quick_cases: list[str],
+                 json_name: str) -> argparse.ArgumentParser:
+    """The command line every benchmark script shares."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cases", nargs="+", metavar="NxGxYxX",
+                        help=f"shapes to run (default: {' '.join(default_cases)})")
+    parser.add_argument("--quick", action="store_true", help=f"tiny shapes ({' '.join(quick_cases)})")
+    parser.add_argument("--backends", default=None,
+                        help="comma-separated gpucal backends (default: cpu, plus gpu when available)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed repetitions per case (default: 5 small, 3 medium, 1 large; median reported)")
+    parser.add_argument("--no-stcal", dest="stcal", action="store_false", help="skip the stcal reference")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=OUT_DIR / json_name, help="where to write the results")
+    return parser
+
+
+def cases_and_backends(parser: argparse.ArgumentParser, args: argparse.Namespace, default_cases: list[str],
+                       quick_cases: list[str]) -> tuple[list[Case], list[str]]:
+    """The cases and backends asked for; a usage error when they are bad or the GPU is missing.
+
+    Also sets up logging for the run (warnings only).
+    """
+    import gpucal
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cases = [parse_case(c) for c in (args.cases or (quick_cases if args.quick else default_cases))]
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.backends:
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    else:
+        backends = ["cpu"] + (["gpu"] if gpucal.gpu_available() else [])
+    if "gpu" in backends and not gpucal.gpu_available():
+        from gpucal.backend import gpu_unavailable_reason
+
+        parser.error(f"--backends gpu: {gpu_unavailable_reason()}")
+    return cases, backends

@@ -16,8 +16,6 @@ DQ equal stcal's. Results also go to bench/out/jump.json.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from common import OUT_DIR, Case, default_repeats, environment, parse_case, timed, write_json  # noqa: E402
+from common import (  # noqa: E402
+    Case,
+    bench_parser,
+    cases_and_backends,
+    default_repeats,
+    environment,
+    timed,
+    write_json,
+)
 
 DEFAULT_CASES = ("1x10x1024x1024", "50x45x256x256")
 QUICK_CASES = ("1x10x64x64", "5x45x32x32")
@@ -90,25 +96,11 @@ HEADER = f"{'case':<16} {'backend':<7} {'stcal_s':>9} {'gpucal_s':>9} {'ratio':>
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", metavar="NxGxYxX")
-    parser.add_argument("--quick", action="store_true", help=f"tiny shapes ({' '.join(QUICK_CASES)})")
-    parser.add_argument("--backends", default=None, help="comma-separated (default: cpu, plus gpu when available)")
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--no-stcal", dest="stcal", action="store_false")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--json", type=Path, default=OUT_DIR / "jump.json")
+    parser = bench_parser(__doc__.split("\n\n")[0], DEFAULT_CASES, QUICK_CASES, "jump.json")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-
+    cases, backends = cases_and_backends(parser, args, DEFAULT_CASES, QUICK_CASES)
     import gpucal
 
-    try:
-        cases = [parse_case(c) for c in (args.cases or (QUICK_CASES if args.quick else DEFAULT_CASES))]
-    except ValueError as exc:
-        parser.error(str(exc))
-    backends = ([b.strip() for b in args.backends.split(",") if b.strip()] if args.backends
-                else ["cpu"] + (["gpu"] if gpucal.gpu_available() else []))
     env = environment()
     print(f"# {env['date']}  commit {env['commit']}  cpu: {env['cpu']}  gpu: {env['gpu'] or 'none'}")
     print(HEADER)

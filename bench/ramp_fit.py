@@ -17,7 +17,6 @@ measured copy bandwidth. Results also go to bench/out/ramp_fit.json.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -28,15 +27,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    OUT_DIR,
     Case,
     KernelTimer,
+    bench_parser,
+    cases_and_backends,
     compare_products,
     default_repeats,
     environment,
     gpucal_products,
     measure_peak_bandwidth,
-    parse_case,
     ramp_fit_bytes,
     stcal_ols_c,
     stcal_products,
@@ -167,34 +166,9 @@ def format_row(row: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", metavar="NxGxYxX",
-                        help=f"shapes to run (default: {' '.join(DEFAULT_CASES)})")
-    parser.add_argument("--quick", action="store_true", help=f"tiny shapes ({' '.join(QUICK_CASES)})")
-    parser.add_argument("--backends", default=None,
-                        help="comma-separated gpucal backends (default: cpu, plus gpu when available)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed repetitions per case (default: 5 small, 3 medium, 1 large; median reported)")
-    parser.add_argument("--no-stcal", dest="stcal", action="store_false", help="skip the stcal reference")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--json", type=Path, default=OUT_DIR / "ramp_fit.json", help="where to write the results")
+    parser = bench_parser(__doc__.split("\n\n")[0], DEFAULT_CASES, QUICK_CASES, "ramp_fit.json")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-
-    import gpucal
-
-    try:
-        cases = [parse_case(c) for c in (args.cases or (QUICK_CASES if args.quick else DEFAULT_CASES))]
-    except ValueError as exc:
-        parser.error(str(exc))
-    if args.backends:
-        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    else:
-        backends = ["cpu"] + (["gpu"] if gpucal.gpu_available() else [])
-    if "gpu" in backends and not gpucal.gpu_available():
-        from gpucal.backend import gpu_unavailable_reason
-
-        parser.error(f"--backends gpu: {gpu_unavailable_reason()}")
+    cases, backends = cases_and_backends(parser, args, DEFAULT_CASES, QUICK_CASES)
 
     env = environment()
     print(f"# {env['date']}  commit {env['commit']}  cpu: {env['cpu']}  gpu: {env['gpu'] or 'none'}")
