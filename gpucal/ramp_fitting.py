@@ -210,6 +210,11 @@ def _reference_array(value, name: str, ramp: Ramp) -> np.ndarray:
     return array.astype(np.float32)
 
 
+def first_group_saturated(groupdq: np.ndarray, g_first: int) -> bool:
+    """True when every ramp of the block is SATURATED in its first fitted group."""
+    return bool(np.all(groupdq[:, g_first] & np.uint8(SATURATED)))
+
+
 class _ExposureOutputs:
     """Full-exposure output arrays that blocks are stored into."""
 
@@ -241,8 +246,9 @@ class _ExposureOutputs:
         return store
 
     def note_first_group(self, groupdq: np.ndarray) -> None:
-        first = groupdq[:, self.fp.g_first]
-        if not np.all(first & np.uint8(SATURATED)):
+        """Record whether a block (groupdq ``(nints, ngroups, npix)``) has any pixel whose
+        first fitted group is not saturated (spec 3.5: all saturated means no products)."""
+        if not first_group_saturated(groupdq, self.fp.g_first):
             self.all_first_saturated = False
 
     def result(self, backend: str, elapsed: float, meta: dict) -> RampFitResult:
@@ -335,8 +341,7 @@ def _fit_rows(job_id: int, r0: int, r1: int) -> tuple[int, int, BlockOutputs, bo
         cols = slice(p0, min(p0 + step, npix))
         ramp_fit_block(fp, *(None if a is None else a[..., cols] for a in inputs), job["table"],
                        *(None if a is None else a[..., cols] for a in out))
-    first_saturated = bool(np.all(inputs.groupdq[:, fp.g_first] & np.uint8(SATURATED)))
-    return r0, r1, out, first_saturated
+    return r0, r1, out, first_group_saturated(inputs.groupdq, fp.g_first)
 
 
 def _fit_cpu(fp: FitParams, ramp: Ramp, gain: np.ndarray, sigma_r: np.ndarray, dark: np.ndarray,
