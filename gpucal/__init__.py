@@ -28,6 +28,7 @@ __all__ = [
     "extract_ramp",
     "RampProfile",
     "detect_jumps",
+    "detector1",
     "get_backend",
     "gpu_available",
     "set_backend",
@@ -57,4 +58,8 @@ def __getattr__(name: str):
         from .jump_detection import detect_jumps
 
         return detect_jumps
+    if name == "detector1":
+        from .pipeline import detector1
+
+        return detector1
     raise AttributeError(f"module 'gpucal' has no attribute {name!r}")

@@ -231,12 +231,15 @@ def _miri_groups(xp, cube, first, g0: int, state: dict, odd_even_rows: bool, sig
 # ---------------------------------------------------------------- step
 def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = True,
            use_side_ref_pixels: bool = True, side_smoothing_length: int = 11, side_gain: float = 1.0,
-           odd_even_rows: bool = True, siglimit: float = 3.0, refpix_algorithm: str = "median") -> Ramp:
+           odd_even_rows: bool = True, siglimit: float = 3.0, refpix_algorithm: str = "median",
+           exposure_start: bool = True) -> Ramp:
     """Reference-pixel correction, as jwst 3.0.0's ``refpix`` step (median algorithm).
 
     Parameters are jwst's, with its defaults. The exposure's meta needs SUBSTRT1/2, SUBSIZE1/2,
     DETECTOR (MIRI detectors start with "MIR"), for NIR FASTAXIS/SLOWAXIS and, for subarrays,
     NOUTPUTS (4 runs the full-frame algorithm) and SUBARRAY (NIRSpec edgeless subarrays).
+    ``exposure_start=False`` says ``ramp`` is a later integration block of a streamed exposure:
+    jwst's float32 first plane (see the module notes) belongs to the exposure's first block only.
 
     Returns
     -------
@@ -303,7 +306,7 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
     fast, slow = int(fast), int(slow)
     g = _NirGeometry(ramp, x0, y0, fast, slow, subarray)
     single = subarray and ramp.meta.get("NOUTPUTS") != 4
-    first_f32 = [True]
+    first_f32 = [bool(exposure_start)]
     out = np.empty(ramp.shape, dtype=np.float32)
 
     def run(planes_sci):

@@ -1,0 +1,396 @@
+"""detector1: raw ramps to count rates, as jwst's ``calwebb_detector1`` (spec detector1_steps.md).
+
+Streaming: every group-level step is independent per integration, so the exposure is read
+and calibrated one block of integrations at a time (the block size comes from
+``max_memory``); each step further works in row blocks of its own (with the halo IPC and
+saturation growth need). Blocks are written into the calibrated ramp, kept in memory when
+it fits half the budget and otherwise in a temporary memory-mapped file; jump detection and
+ramp fitting then stream over it themselves. Results do not depend on the block size:
+refpix's one exposure-order dependence (jwst's float32 first plane) is passed on with
+``exposure_start``, pixel DQ is OR-ed across blocks, and MIRI refpix (whose "stop after a
+missing reference value" state runs across integrations) runs once on the assembled ramp.
+
+Outputs are written only after every step succeeded, each one atomically; if a later write
+fails, the files this run already wrote are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..chunking import DEFAULT_CPU_MEMORY, parse_memory
+from ..errors import GpucalError, InputError
+from ..products import RampFitResult, RateProduct
+from ..ramp import Ramp
+from .steps import STATUS_KEYWORDS, STEP_REFTYPES, is_miri, needed_reftypes, plan_steps, step_function, step_order
+
+log = logging.getLogger(__name__)
+
+#: Copies of one integration block alive at once inside the chain (input, step output, temporaries).
+BLOCK_COPIES = 3
+
+_READERS = {"mask": "read_mask", "saturation": "read_saturation", "superbias": "read_superbias",
+            "linearity": "read_linearity", "dark": "read_dark", "gain": "read_gain", "readnoise": "read_readnoise"}
+
+
+# ------------------------------------------------------------------ inputs
+def _open(input: Ramp | str | os.PathLike[str]) -> tuple[Ramp, Path | None]:
+    if isinstance(input, Ramp):
+        return input, None
+    if not isinstance(input, (str, os.PathLike)):
+        raise InputError(f"input must be an _uncal.fits path or a gpucal.Ramp, got {type(input).__name__}")
+    path = Path(input)
+    if not path.is_file():
+        raise InputError(f"input file {path} does not exist")
+    return Ramp.from_fits(path), path
+
+
+def _check_keywords(ramp: Ramp, skips: Mapping[str, bool]) -> None:
+    """Fail before any work when the enabled steps lack exposure keywords they need."""
+    need = ["INSTRUME", "DETECTOR"]
+    if not skips.get("refpix", True) or not skips.get("ipc", True):
+        need += ["SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2"]
+    if not skips.get("refpix", True) and not is_miri(ramp):
+        need += ["FASTAXIS", "SLOWAXIS"]
+    missing = [k for k in need if ramp.meta.get(k) in (None, "")]
+    if missing:
+        raise InputError(f"the exposure lacks keyword(s) {', '.join(missing)} needed by the enabled steps")
+
+
+def _load_refs(ramp: Ramp, resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """Read (and cut to the exposure) every resolved reference given as a path; objects pass through."""
+    from .. import refs as refmod
+
+    out: dict[str, Any] = {}
+    for reftype, value in resolved.items():
+        if isinstance(value, (str, os.PathLike)) and reftype in _READERS:
+            out[reftype] = getattr(refmod, _READERS[reftype])(value, ramp)
+        elif isinstance(value, (str, os.PathLike)) and reftype == "ipc":
+            from ..refs.ipc import read_ipc
+
+            out[reftype] = read_ipc(value)
+        else:
+            out[reftype] = value
+    return out
+
+
+def _gain_factor(ramp: Ramp, gain_ref: Any) -> float | None:
+    """GAINFACT of the exposure, else of the GAIN reference file's primary header, else None."""
+    if ramp.meta.get("GAINFACT") is not None:
+        return float(ramp.meta["GAINFACT"])
+    if isinstance(gain_ref, (str, os.PathLike)):
+        from astropy.io import fits
+
+        value = fits.getheader(gain_ref).get("GAINFACT")
+        return None if value is None else float(value)
+    return None
+
+
+# ------------------------------------------------------------------ plan
+def integrations_per_block(ramp: Ramp, budget: int) -> int:
+    """Integrations per block so that :data:`BLOCK_COPIES` copies fit half of ``budget`` (at least one)."""
+    per_int = ramp.ngroups * ramp.ny * ramp.nx * 5  # float32 data + uint8 groupdq
+    n = (budget // 2) // (BLOCK_COPIES * per_int)
+    if n < 1:
+        log.warning("one integration (%.1f MiB working set) exceeds the memory budget of %.1f MiB: "
+                    "processing one integration at a time", BLOCK_COPIES * per_int / 2**20, budget / 2**20)
+    return int(min(max(n, 1), ramp.nints))
+
+
+def _read_block(ramp: Ramp, i0: int, i1: int) -> Ramp:
+    zf = None if ramp.zeroframe is None else np.array(ramp.zeroframe[i0:i1], np.float32)
+    return Ramp(np.array(ramp.data[i0:i1], np.float32), np.array(ramp.groupdq[i0:i1], np.uint8),
+                np.array(ramp.pixeldq, np.uint32), group_time=ramp.group_time, frame_time=ramp.frame_time,
+                nframes=ramp.nframes, groupgap=ramp.groupgap, drop_frames1=ramp.drop_frames1, zeroframe=zf,
+                meta=dict(ramp.meta))
+
+
+class _Calibrated:
+    """The calibrated ramp being assembled: in memory, or memory-mapped in ``workdir``."""
+
+    def __init__(self, ramp: Ramp, budget: int, workdir: str):
+        shape = ramp.shape
+        nbytes = int(np.prod(shape, dtype=np.int64)) * 5
+        if nbytes <= budget // 2:
+            self.data, self.groupdq = np.empty(shape, np.float32), np.empty(shape, np.uint8)
+        else:
+            log.info("calibrated ramp (%.1f MiB) kept in a memory-mapped file in %s", nbytes / 2**20, workdir)
+            self.data = np.memmap(Path(workdir) / "data.f32", np.float32, "w+", shape=shape)
+            self.groupdq = np.memmap(Path(workdir) / "groupdq.u8", np.uint8, "w+", shape=shape)
+        self.pixeldq = np.zeros((ramp.ny, ramp.nx), np.uint32)
+        self.zeroframe = None if ramp.zeroframe is None else np.empty((ramp.nints, ramp.ny, ramp.nx), np.float32)
+        self.template = ramp
+        self.meta: dict[str, Any] = {}
+
+    def put(self, i0: int, block: Ramp) -> None:
+        i1 = i0 + block.nints
+        self.data[i0:i1] = block.data
+        self.groupdq[i0:i1] = block.groupdq
+        self.pixeldq |= np.asarray(block.pixeldq, np.uint32)
+        if self.zeroframe is not None:
+            self.zeroframe[i0:i1] = block.zeroframe
+        self.meta.update(block.meta)
+
+    def ramp(self) -> Ramp:
+        t = self.template
+        return Ramp(self.data, self.groupdq, self.pixeldq, group_time=t.group_time, frame_time=t.frame_time,
+                    nframes=t.nframes, groupgap=t.groupgap, drop_frames1=t.drop_frames1,
+                    zeroframe=self.zeroframe, meta=self.meta)
+
+
+# ------------------------------------------------------------------ run
+class _Timer:
+    """Per-step wall time summed over blocks, and each step's status (COMPLETE / SKIPPED)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.status: dict[str, str] = {}
+
+    def run(self, name: str, func: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        out = func()
+        dt = time.perf_counter() - start
+        self.seconds[name] = self.seconds.get(name, 0.0) + dt
+        log.debug("detector1: %s %.3f s", name, dt)
+        return out
+
+
+def _self_skipped(name: str, ramp: Ramp) -> bool:
+    """Steps that decide at run time to do nothing (jwst marks them SKIPPED)."""
+    if name == "group_scale":
+        div = ramp.meta.get("FRMDIVSR")
+        return div is None or int(div) == ramp.nframes
+    if name in ("firstframe", "lastframe"):
+        if not str(ramp.meta.get("DETECTOR", "")).strip().upper().startswith("MIR"):
+            return True
+        return ramp.ngroups <= (3 if name == "firstframe" else 2)
+    return False
+
+
+def _group_step(name: str, r: Ramp, refs: Mapping[str, Any], params: dict, backend: str | None,
+                step_memory: int, exposure_start: bool, state: dict) -> Ramp:
+    func = step_function(name)
+    kw: dict[str, Any] = dict(params, backend=backend)
+    if name == "refpix":
+        return func(r, exposure_start=exposure_start, **kw)
+    kw["max_memory"] = step_memory
+    if name in ("group_scale", "firstframe", "lastframe"):
+        return func(r, **kw)
+    if name == "dq_init":
+        return func(r, refs["mask"], **kw)
+    if name == "saturation":
+        return func(r, refs["saturation"], superbias_ref=refs.get("superbias_for_saturation"), **kw)
+    if name == "dark_current":
+        res = func(r, refs["dark"], **kw)
+        state["average_dark_current"] = res.average_dark_current
+        state["dark_skipped"] = res.skipped
+        return res.ramp
+    reftype = {"ipc": "ipc", "superbias": "superbias", "linearity": "linearity"}[name]
+    return func(r, refs[reftype], **kw)
+
+
+def _status(name: str, r: Ramp, state: dict) -> str:
+    if name == "dark_current" and state.get("dark_skipped"):
+        return "SKIPPED"
+    if _self_skipped(name, r):
+        return "SKIPPED"
+    return str(r.meta.get(STATUS_KEYWORDS[name], "COMPLETE"))
+
+
+def detector1(
+    input: Ramp | str | os.PathLike[str],
+    *,
+    refs: Mapping[str, Any] | None = None,
+    backend: str | None = "auto",
+    steps: Mapping[str, Mapping[str, Any]] | None = None,
+    save_calibrated_ramp: bool = False,
+    output_dir: str | os.PathLike[str] | None = None,
+    max_memory: int | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RateProduct:
+    """Calibrate a raw exposure to count rates, as jwst 3.0.0's ``calwebb_detector1``.
+
+    Parameters
+    ----------
+    input : path or Ramp
+        An ``_uncal.fits`` (or ``_ramp.fits``) file, read lazily, or a :class:`gpucal.Ramp`.
+    refs : dict, optional
+        Reference overrides ``{"mask": path, "dark": path, ...}`` (lower-case REFTYPEs: mask,
+        saturation, superbias, linearity, dark, ipc, gain, readnoise); a value may also be a
+        reference already read (``gpucal.refs.read_*``). Others come from the exposure's
+        ``R_<TYPE>`` keywords (files next to it), a local CRDS cache, or the built-in
+        synthetic set (see :func:`gpucal.refs.resolve.resolve_references`).
+    backend : {"gpu", "cpu", "auto"}, optional
+    steps : dict, optional
+        Per-step options with jwst's parameter names, e.g.
+        ``{"refpix": {"skip": True}, "jump": {"rejection_threshold": 5}}``. Defaults skip ipc,
+        clean_flicker_noise (and for MIRI firstframe, refpix; lastframe for MIRI TSO).
+    save_calibrated_ramp : bool
+        Also write ``<name>_ramp.fits`` (the ramp after jump / clean_flicker_noise).
+    output_dir : path, optional
+        Where ``<name>_rate.fits`` and ``<name>_rateints.fits`` go; None writes nothing.
+    max_memory : int or str, optional
+        Host memory budget (bytes or e.g. ``"2GB"``; default 2 GiB): sets the integration
+        blocks, whether the calibrated ramp is memory-mapped, and the steps' row blocks.
+    progress : callable, optional
+        ``progress(done_integrations, nints)`` after each integration block.
+
+    Returns
+    -------
+    RateProduct
+        The gain-scaled rate image; its meta records each step's status (``S_DQINIT`` ...).
+        The per-integration product goes to ``_rateints.fits``; :func:`detector1_result`
+        returns both in memory.
+
+    Raises
+    ------
+    InputError
+        Bad input, references (wrong type, shape, all NaN), overrides or missing keywords;
+        no file is written.
+    GpucalError
+        Nothing could be fitted (every pixel saturated in its first group).
+    """
+    return detector1_result(input, refs=refs, backend=backend, steps=steps,
+                            save_calibrated_ramp=save_calibrated_ramp, output_dir=output_dir,
+                            max_memory=max_memory, progress=progress).rate
+
+
+def detector1_result(
+    input: Ramp | str | os.PathLike[str],
+    *,
+    refs: Mapping[str, Any] | None = None,
+    backend: str | None = "auto",
+    steps: Mapping[str, Mapping[str, Any]] | None = None,
+    save_calibrated_ramp: bool = False,
+    output_dir: str | os.PathLike[str] | None = None,
+    max_memory: int | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RampFitResult:
+    """As :func:`detector1`, returning the whole :class:`RampFitResult` (rate and rateints)."""
+    from ..backend import resolve_backend
+    from ..refs.resolve import resolve_references
+
+    start = time.perf_counter()
+    backend = resolve_backend(backend)
+    ramp, path = _open(input)
+    skips, params = plan_steps(ramp, steps)
+    _check_keywords(ramp, skips)
+    miri = is_miri(ramp)
+    resolved = resolve_references(ramp, needed_reftypes(ramp, skips), refs, input_path=path)
+    if not skips["saturation"] and not miri:
+        # saturation's group-2 check uses the bias when one exists (jwst: 0 otherwise)
+        try:
+            resolved["superbias_for_saturation"] = resolved.get("superbias") or resolve_references(
+                ramp, ["superbias"], refs, input_path=path)["superbias"]
+        except InputError:
+            log.info("saturation: no SUPERBIAS reference, bias taken as 0")
+    loaded = _load_refs(ramp, {k: v for k, v in resolved.items() if k != "superbias_for_saturation"})
+    if "superbias_for_saturation" in resolved:
+        sb = resolved["superbias_for_saturation"]
+        loaded["superbias_for_saturation"] = (loaded["superbias"] if "superbias" in loaded
+                                              else _load_refs(ramp, {"superbias": sb})["superbias"])
+    for name in step_order(ramp):  # a CRDS "N/A" reference skips its step
+        if not skips[name] and any(resolved.get(t, "") is None for t in STEP_REFTYPES.get(name, ())):
+            log.info("detector1: %s skipped, its reference is N/A", name)
+            skips[name] = True
+
+    budget = parse_memory(max_memory) or DEFAULT_CPU_MEMORY
+    step_memory = max(budget // 8, 1 << 20)
+    order = [n for n in step_order(ramp) if n not in ("jump", "clean_flicker_noise", "ramp_fit", "gain_scale")]
+    late_refpix = miri and not skips["refpix"]
+    block_steps = [n for n in order if not skips[n] and not (late_refpix and n == "refpix")]
+    timer = _Timer()
+    timer.status.update({n: "SKIPPED" for n in step_order(ramp) if skips[n]})
+    log.info("detector1: %s on %s, steps %s", ramp, backend, " -> ".join(n for n in step_order(ramp) if not skips[n]))
+
+    with tempfile.TemporaryDirectory(prefix="gpucal_d1_", dir=output_dir if output_dir and
+                                     Path(output_dir).is_dir() else None) as workdir:
+        cal = _Calibrated(ramp, budget, workdir)
+        per_block = integrations_per_block(ramp, budget)
+        state: dict[str, Any] = {}
+        for i0 in range(0, ramp.nints, per_block):
+            i1 = min(ramp.nints, i0 + per_block)
+            r = _read_block(ramp, i0, i1)
+            for name in block_steps:
+                r = timer.run(name, lambda name=name, r=r: _group_step(
+                    name, r, loaded, params[name], backend, step_memory, i0 == 0, state))
+                timer.status[name] = _status(name, r, state)
+            cal.put(i0, r)
+            if progress is not None:
+                progress(i1, ramp.nints)
+        calibrated = cal.ramp()
+        if late_refpix:
+            calibrated = timer.run("refpix", lambda: step_function("refpix")(calibrated, backend=backend,
+                                                                            **params["refpix"]))
+            timer.status["refpix"] = _status("refpix", calibrated, state)
+        result = _tail(calibrated, skips, params, loaded, resolved, state, backend, budget, timer)
+        meta = {STATUS_KEYWORDS[n]: timer.status[n] for n in timer.status if n in STATUS_KEYWORDS}
+        for product in (result.rate, result.rateints):
+            if product is not None:
+                product.meta.update(meta)
+        for name, sec in timer.seconds.items():
+            log.info("detector1: %-20s %8.3f s", name, sec)
+        if output_dir is not None:
+            _write(result, state["calibrated_ramp"] if save_calibrated_ramp else None, ramp, path, Path(output_dir))
+    log.info("detector1: done in %.2f s", time.perf_counter() - start)
+    return result
+
+
+def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, budget, timer: _Timer) -> RampFitResult:
+    gain, readnoise = loaded.get("gain"), loaded.get("readnoise")
+    if not skips["jump"]:
+        ramp = timer.run("jump", lambda: step_function("jump")(ramp, gain, readnoise, backend=backend,
+                                                               max_memory=budget // 2, **params["jump"]))
+        timer.status["jump"] = "COMPLETE"
+    if not skips["clean_flicker_noise"]:
+        ramp = timer.run("clean_flicker_noise", lambda: step_function("clean_flicker_noise")(
+            ramp, backend=backend, **params["clean_flicker_noise"]))
+        timer.status["clean_flicker_noise"] = "COMPLETE"
+    state["calibrated_ramp"] = ramp
+    if skips["ramp_fit"]:
+        raise InputError("ramp_fit cannot be skipped: detector1 returns the rate product")
+    result = timer.run("ramp_fit", lambda: step_function("ramp_fit")(
+        ramp, gain, readnoise, backend=backend, max_memory=budget // 2,
+        average_dark_current=state.get("average_dark_current"), **params["ramp_fit"]))
+    timer.status["ramp_fit"] = "COMPLETE"
+    if result.rate is None:
+        raise GpucalError("nothing could be fitted (every pixel saturated in its first group, or fewer than two "
+                          "usable groups); no product written")
+    if not skips["gain_scale"]:
+        factor = _gain_factor(ramp, resolved.get("gain"))
+        gs = step_function("gain_scale")
+        result.rate = timer.run("gain_scale", lambda: gs(result.rate, factor, backend=backend))
+        if result.rateints is not None:
+            result.rateints = gs(result.rateints, factor, backend=backend)
+        timer.status["gain_scale"] = "SKIPPED" if factor is None else "COMPLETE"
+    return result
+
+
+def _write(result: RampFitResult, calibrated: Ramp | None, ramp: Ramp, path: Path | None, out_dir: Path) -> None:
+    """Write the products (each atomically); remove this run's files if one of them fails."""
+    from ..io import output_prefix
+
+    name = path if path is not None else Path(str(ramp.meta.get("FILENAME") or "gpucal_uncal.fits"))
+    prefix = output_prefix(name, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    try:
+        if calibrated is not None:
+            written.append(calibrated.to_fits(f"{prefix}_ramp.fits", overwrite=True))
+        written.append(result.rate.to_fits(f"{prefix}_rate.fits"))
+        if result.rateints is not None:
+            written.append(result.rateints.to_fits(f"{prefix}_rateints.fits"))
+    except BaseException:
+        for p in written:
+            Path(p).unlink(missing_ok=True)
+        raise
+    for p in written:
+        log.info("wrote %s", p)
