@@ -1,0 +1,250 @@
+"""gpucal.detector1 end to end: parity with the jwst/stcal chain, skip defaults, overrides, streaming, errors."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from steps_cases import raw_exposure, refs_for
+
+import gpucal
+from gpucal.errors import FileFormatError, InputError
+from gpucal.pipeline import default_skips, detector1, detector1_result
+from gpucal.synthetic import make_exposure
+
+PRODUCT_KEYS = [("slope", "data"), ("dq", "dq"), ("var_poisson", "var_poisson"), ("var_rnoise", "var_rnoise"),
+                ("err", "err")]
+
+
+def nir_case(nints=2, ngroups=6, ny=40, nx=48):
+    ramp = raw_exposure(nints=nints, ngroups=ngroups, ny=ny, nx=nx)
+    ramp.meta.update(FASTAXIS=-1, SLOWAXIS=2, NOUTPUTS=4)
+    refs = refs_for(ramp)
+    exp = make_exposure(nints, ngroups, ny, nx, seed=3, saturation_dn=30000.0)
+    refs.update(gain=exp.gain, readnoise=exp.readnoise)
+    return ramp, refs
+
+
+def assert_same(actual, expected, label):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype, label
+    same = (actual == expected) | (np.isnan(actual) & np.isnan(expected)) if actual.dtype.kind == "f" \
+        else actual == expected
+    assert same.all(), f"{label}: {np.count_nonzero(~same)} of {same.size} differ"
+
+
+def assert_products_equal(a, b):
+    for p, q in ((a.rate, b.rate), (a.rateints, b.rateints)):
+        for _, attr in PRODUCT_KEYS:
+            assert_same(getattr(p, attr), getattr(q, attr), attr)
+
+
+@pytest.mark.parametrize("max_memory", [None, 300_000], ids=["whole", "one-int-blocks"])
+def test_nir_chain_matches_jwst_and_stcal(max_memory):
+    pytest.importorskip("jwst")
+    from detector1_reference import reference_chain
+
+    ramp, refs = nir_case()
+    res = detector1_result(ramp, refs=refs, backend="cpu", max_memory=max_memory)
+    image, integ, _, _ = reference_chain(ramp, refs, refs["gain"], refs["readnoise"])
+    for key, attr in PRODUCT_KEYS:  # bit-identical, DQ included
+        assert_same(getattr(res.rate, attr), image[key], f"rate.{key}")
+        assert_same(getattr(res.rateints, attr), integ[key], f"rateints.{key}")
+    meta = res.rate.meta
+    assert meta["S_DQINIT"] == meta["S_SATURA"] == meta["S_REFPIX"] == meta["S_JUMP"] == "COMPLETE"
+    assert meta["S_IPC"] == meta["S_GRPSCL"] == meta["S_CLNFLK"] == "SKIPPED"
+    assert np.isfinite(res.rate.data).mean() > 0.9
+
+
+def test_miri_chain_matches_jwst_and_stcal():
+    pytest.importorskip("jwst")
+    from detector1_reference import reference_chain
+
+    ramp = raw_exposure(nints=2, ngroups=5, ny=32, nx=40, instrument="MIRI", detector="MIRIMAGE", zeroframe=False)
+    refs = refs_for(ramp)
+    exp = make_exposure(2, 5, 32, 40, seed=3, instrument="MIRI", detector="MIRIMAGE")
+    refs.update(gain=exp.gain, readnoise=exp.readnoise)
+    res = detector1_result(ramp, refs=refs, backend="cpu", max_memory=200_000)
+    image, integ, _, _ = reference_chain(ramp, refs, exp.gain, exp.readnoise)
+    for key, attr in PRODUCT_KEYS:
+        assert_same(getattr(res.rate, attr), image[key], f"rate.{key}")
+        assert_same(getattr(res.rateints, attr), integ[key], f"rateints.{key}")
+    assert res.rate.meta["S_LASTFR"] == "COMPLETE"
+    assert res.rate.meta["S_REFPIX"] == res.rate.meta["S_FRSTFR"] == "SKIPPED"
+    assert "S_SUPERB" not in res.rate.meta
+
+
+def test_skip_defaults_follow_the_table():
+    nir = raw_exposure(nints=2, ngroups=4, ny=12, nx=12)
+    miri = raw_exposure(nints=2, ngroups=4, ny=12, nx=12, instrument="MIRI", detector="MIRIMAGE")
+    s = default_skips(nir)
+    assert list(s) == ["group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity",
+                       "dark_current", "jump", "clean_flicker_noise", "ramp_fit", "gain_scale"]
+    assert s["ipc"] and s["clean_flicker_noise"] and not s["refpix"] and not s["superbias"]
+    nir.meta["TSOVISIT"] = True
+    assert default_skips(nir) == s  # near-IR TSO and non-TSO run the same steps
+    m = default_skips(miri)
+    assert list(m)[:9] == ["group_scale", "dq_init", "saturation", "ipc", "firstframe", "lastframe", "linearity",
+                           "dark_current", "refpix"]
+    assert m["refpix"] and m["firstframe"] and m["ipc"] and not m["lastframe"]
+    miri.meta["TSOVISIT"] = "T"
+    assert default_skips(miri)["lastframe"]
+
+
+def test_overrides():
+    ramp, refs = nir_case(nints=1, ngroups=5)
+    base = detector1_result(ramp, refs=refs, backend="cpu")
+    no_ref = detector1_result(ramp, refs=refs, backend="cpu", steps={"refpix": {"skip": True}})
+    assert no_ref.rate.meta["S_REFPIX"] == "SKIPPED"
+    assert not np.array_equal(base.rate.data, no_ref.rate.data, equal_nan=True)
+    strict = detector1_result(ramp, refs=refs, backend="cpu", steps={"jump": {"rejection_threshold": 50.0}})
+    assert strict.rate.meta["JUMPNPRI"] < base.rate.meta["JUMPNPRI"]
+    with pytest.raises(InputError, match="rejection_threshold"):
+        detector1_result(ramp, refs=refs, backend="cpu", steps={"jump": {"rejection_treshold": 5}})
+    with pytest.raises(InputError, match="unknown step 'superbia'"):
+        detector1_result(ramp, refs=refs, backend="cpu", steps={"superbia": {"skip": True}})
+    with pytest.raises(InputError, match="not ported"):
+        detector1_result(ramp, refs=refs, backend="cpu", steps={"persistence": {"skip": False}})
+    # a skipped step needs no reference
+    no_dark = {k: v for k, v in refs.items() if k != "dark"}
+    out = detector1_result(ramp, refs=no_dark, backend="cpu", steps={"dark_current": {"skip": True}})
+    assert out.rate.meta["S_DARK"] == "SKIPPED"
+
+
+def _write_inputs(tmp_path, ramp, refs):
+    from gpucal.refs import write_calib_refs
+    from gpucal.refs.write import write_reference
+
+    paths = write_calib_refs({k: refs[k] for k in ("mask", "saturation", "superbias", "linearity", "dark")},
+                             tmp_path / "refs", "t", instrument=ramp.instrument, detector=ramp.meta["DETECTOR"])
+    paths["gain"] = write_reference(tmp_path / "refs" / "t_gain.fits", "GAIN", refs["gain"], instrument="NIRCAM",
+                                    detector="NRCA1")
+    paths["readnoise"] = write_reference(tmp_path / "refs" / "t_rn.fits", "READNOISE", refs["readnoise"],
+                                         instrument="NIRCAM", detector="NRCA1")
+    uncal = ramp.to_fits(tmp_path / "jw_test_nrca1_uncal.fits")
+    return uncal, paths
+
+
+def test_file_larger_than_budget_streams_to_the_same_result(tmp_path, caplog):
+    ramp, refs = nir_case(nints=3, ngroups=5, ny=160)
+    uncal, paths = _write_inputs(tmp_path, ramp, refs)
+    whole = detector1_result(uncal, refs=paths, backend="cpu", output_dir=tmp_path / "a",
+                             save_calibrated_ramp=True)
+    budget = 400_000  # half of it is below the calibrated ramp's 576 kB: memmap, one integration per block
+    seen = []
+    with caplog.at_level(logging.INFO, logger="gpucal.pipeline.detector1"):
+        small = detector1_result(uncal, refs=paths, backend="cpu", output_dir=tmp_path / "b", max_memory=budget,
+                                 save_calibrated_ramp=True, progress=lambda d, t: seen.append((d, t)))
+    assert "memory-mapped" in caplog.text
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert_products_equal(whole, small)
+    names = sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert names == ["jw_test_nrca1_ramp.fits", "jw_test_nrca1_rate.fits", "jw_test_nrca1_rateints.fits"]
+    a = gpucal.Ramp.from_fits(tmp_path / "a" / "jw_test_nrca1_ramp.fits")
+    b = gpucal.Ramp.from_fits(tmp_path / "b" / "jw_test_nrca1_ramp.fits")
+    assert_same(np.asarray(a.data[:]), np.asarray(b.data[:]), "ramp data")
+    assert_same(np.asarray(a.groupdq[:]), np.asarray(b.groupdq[:]), "ramp groupdq")
+
+
+def test_header_named_references(tmp_path):
+    from gpucal.refs.resolve import resolve_references
+
+    ramp, refs = nir_case(nints=1, ngroups=4)
+    uncal, paths = _write_inputs(tmp_path, ramp, refs)
+    ramp2 = gpucal.Ramp.from_fits(uncal)
+    ramp2.meta["R_MASK"] = "refs/" + paths["mask"].name
+    ramp2.meta["R_DARK"] = "crds://jwst_nircam_dark_0001.fits"  # not a local name: ignored
+    found = resolve_references(ramp2, ["mask"], input_path=uncal)
+    assert found["mask"].resolve() == paths["mask"].resolve()
+    with pytest.raises(InputError, match="no DARK reference.*--override-dark"):
+        resolve_references(ramp2, ["mask", "dark"], input_path=uncal)
+
+
+def test_crds_lookup_with_a_fake_crds(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from gpucal.refs.resolve import resolve_references
+
+    ramp, refs = nir_case(nints=1, ngroups=4)
+    _, paths = _write_inputs(tmp_path, ramp, refs)
+    calls = []
+
+    def getreferences(params, reftypes, observatory):
+        import os
+
+        calls.append((params, list(reftypes), os.environ.get("CRDS_MODE")))
+        if "linearity" in reftypes:
+            raise RuntimeError("no rules for linearity in the local cache")
+        return {"mask": str(paths["mask"]), "ipc": "NOT FOUND n/a"}
+
+    monkeypatch.setitem(sys.modules, "crds", types.SimpleNamespace(getreferences=getreferences))
+    monkeypatch.delenv("CRDS_MODE", raising=False)
+    monkeypatch.setenv("CRDS_PATH", str(tmp_path / "crds_cache"))
+    found = resolve_references(ramp, ["mask", "ipc"])
+    assert str(found["mask"]) == str(paths["mask"]) and found["ipc"] is None
+    params, types_, mode = calls[0]
+    assert params["meta.instrument.detector"] == "NRCA1" and types_ == ["mask", "ipc"] and mode == "local"
+    with pytest.raises(InputError, match="CRDS lookup of LINEARITY failed.*no rules"):
+        resolve_references(ramp, ["linearity"])
+    # an N/A reference skips its step
+    res = detector1_result(ramp, refs={k: v for k, v in refs.items()}, backend="cpu", steps={"ipc": {"skip": False}})
+    assert res.rate.meta["S_IPC"] == "SKIPPED"
+
+
+@pytest.mark.parametrize("problem", ["wrong_reftype", "wrong_shape", "nan_ref", "missing_keyword"])
+def test_bad_input_raises_and_writes_nothing(tmp_path, problem):
+    from gpucal.refs import CalibReference, write_calib_reference
+
+    ramp, refs = nir_case(nints=1, ngroups=4)
+    uncal, paths = _write_inputs(tmp_path, ramp, refs)
+    out = tmp_path / "out"
+    out.mkdir()
+    kw = {}
+    if problem == "wrong_reftype":
+        paths["mask"], err, match = paths["saturation"], FileFormatError, "REFTYPE 'SATURATION', expected 'MASK'"
+    elif problem == "wrong_shape":
+        big = CalibReference("SATURATION", np.full((20, 20), 5e4, np.float32), np.zeros((20, 20), np.uint32))
+        paths["saturation"] = write_calib_reference(tmp_path / "s.fits", "SATURATION", data=big.data, dq=big.dq,
+                                                    instrument="NIRCAM", detector="NRCA1")
+        err, match = InputError, "does not match the exposure"
+    elif problem == "nan_ref":
+        nan = np.full((ramp.ny, ramp.nx), np.nan, np.float32)
+        paths["superbias"] = write_calib_reference(tmp_path / "b.fits", "SUPERBIAS", data=nan,
+                                                   dq=np.zeros(nan.shape, np.uint32), instrument="NIRCAM",
+                                                   detector="NRCA1")
+        err, match = InputError, "no finite value"
+    else:
+        r = gpucal.Ramp.from_fits(uncal)
+        del r.meta["FASTAXIS"]
+        uncal, err, match = r, InputError, "FASTAXIS"
+        kw["steps"] = {}
+    with pytest.raises(err, match=match):
+        detector1(uncal, refs=paths, backend="cpu", output_dir=out, save_calibrated_ramp=True, **kw)
+    assert list(out.iterdir()) == []
+
+
+def test_clean_flicker_noise_hook(monkeypatch):
+    from gpucal import steps
+
+    ramp, refs = nir_case(nints=1, ngroups=4)
+    seen = []
+
+    def fake(r, *, backend=None, n_sigma=2.0):
+        seen.append((r.shape, backend, n_sigma))
+        return r
+
+    monkeypatch.setattr(steps, "clean_flicker_noise", fake, raising=False)
+    res = detector1_result(ramp, refs=refs, backend="cpu",
+                           steps={"clean_flicker_noise": {"skip": False, "n_sigma": 3.0}})
+    assert seen == [(ramp.shape, "cpu", 3.0)] and res.rate.meta["S_CLNFLK"] == "COMPLETE"
+
+
+def test_gain_scale_uses_gainfact(tmp_path):
+    ramp, refs = nir_case(nints=1, ngroups=4)
+    base = detector1_result(ramp, refs=refs, backend="cpu")
+    ramp.meta["GAINFACT"] = 2.0
+    scaled = detector1_result(ramp, refs=refs, backend="cpu")
+    np.testing.assert_array_equal(scaled.rate.data, base.rate.data * np.float32(2.0))
+    assert scaled.rate.meta["S_GANSCL"] == "COMPLETE" and base.rate.meta["S_GANSCL"] == "SKIPPED"
