@@ -17,7 +17,7 @@ STAMP_TEST := $(VENV)/.gpucal-install-test.stamp
 .PHONY: help venv install install-test demo test test-gpu bench bench-jump clean distclean
 
 help:
-	@echo "make demo         install gpucal into $(VENV) and fit the built-in exposure (-> demo_out/)"
+	@echo "make demo         install gpucal into $(VENV) and run detector1 on the built-in raw exposure (-> demo_out/)"
 	@echo "make test         install the test extras and run the whole test suite (CPU; GPU tests skip)"
 	@echo "make test-gpu     run only the tests marked gpu (needs CuPy and a CUDA device)"
 	@echo "make bench        benchmark ramp fitting against stcal (BENCH_ARGS='--quick' for a smoke run)"

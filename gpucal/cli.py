@@ -1,4 +1,4 @@
-"""The ``gpucal`` command line: ``ramp-fit``, ``extract``, ``jump``, ``demo``, ``info``.
+"""The ``gpucal`` command line: ``ramp-fit``, ``extract``, ``jump``, ``detector1``, ``demo``, ``info``.
 
 Exit status: 0 success; 1 the exposure had nothing that could be fitted (no product
 written); 2 a usage or input problem (bad arguments, missing or unreadable file, missing
@@ -188,9 +188,38 @@ def build_parser() -> argparse.ArgumentParser:
     jump.add_argument("--overwrite", action="store_true", help="replace an existing _jump.fits")
     jump.set_defaults(func=_cmd_jump)
 
+    d1 = sub.add_parser(
+        "detector1", parents=[verbosity, backend],
+        help="calibrate a raw _uncal exposure to _rate/_rateints products (calwebb_detector1)",
+        description=(
+            "Run the detector1 steps (jwst calwebb_detector1 order and skip defaults) and write "
+            "{name}_rate.fits and {name}_rateints.fits. References come from --override-TYPE, else "
+            "the exposure's R_<TYPE> keywords (files next to it), a local CRDS cache (crds installed, "
+            "CRDS_PATH set), or the built-in synthetic set for the demo exposure."
+        ),
+    )
+    d1.add_argument("file", metavar="FILE", type=Path, help="raw exposure (_uncal.fits) or a _ramp.fits")
+    d1.add_argument("--skip", nargs="+", action="extend", default=[], metavar="STEP",
+                    help="steps to skip, e.g. --skip refpix jump")
+    d1.add_argument("--run", nargs="+", action="extend", default=[], metavar="STEP",
+                    help="steps skipped by default to run, e.g. --run ipc")
+    d1.add_argument("--param", action="append", default=[], metavar="STEP.NAME=VALUE",
+                    help="a step parameter with jwst's name, e.g. --param jump.rejection_threshold=5")
+    from .refs.resolve import REFTYPES
+
+    for reftype in REFTYPES:
+        d1.add_argument(f"--override-{reftype}", type=Path, metavar="PATH", dest=f"override_{reftype}",
+                        help=f"{reftype.upper()} reference file to use")
+    d1.add_argument("-o", "--output-dir", type=Path, metavar="DIR",
+                    help="where to write products (default: next to FILE)")
+    d1.add_argument("--save-calibrated-ramp", action="store_true", help="also write {name}_ramp.fits")
+    d1.add_argument("--max-memory", type=_size_arg, metavar="SIZE",
+                    help="host memory budget, e.g. 2GB (binary units; default 2 GiB)")
+    d1.set_defaults(func=_cmd_detector1)
+
     demo = sub.add_parser(
         "demo", parents=[verbosity, backend],
-        help="fit the built-in 1x10x512x512 demo exposure and write products and a PNG preview",
+        help="run detector1 on the built-in raw 1x10x512x512 demo exposure; write products and a PNG preview",
     )
     demo.add_argument("-o", "--output-dir", type=Path, default=Path("demo_out"), metavar="DIR",
                       help="output directory (default: demo_out)")
@@ -432,11 +461,66 @@ def _cmd_jump(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _param_value(text: str) -> Any:
+    """A --param value: bool, int, float, None, else the string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _detector1_steps(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    steps: dict[str, dict[str, Any]] = {}
+    for name in args.skip:
+        steps.setdefault(name, {})["skip"] = True
+    for name in args.run:
+        steps.setdefault(name, {})["skip"] = False
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        step, dot, name = key.strip().partition(".")
+        if not sep or not dot or not step or not name:
+            raise _ExitWith(f"cannot read --param {item!r}: use STEP.NAME=VALUE, e.g. jump.rejection_threshold=5")
+        steps.setdefault(step, {})[name] = _param_value(value)
+    return steps
+
+
+def _cmd_detector1(args: argparse.Namespace) -> int:
+    from .backend import resolve_backend
+    from .pipeline import detector1_result
+    from .pipeline.detector1 import NothingFittedError
+    from .progress import ProgressReporter
+    from .refs.resolve import REFTYPES
+
+    backend = resolve_backend(args.backend)
+    path: Path = args.file
+    if not path.is_file():
+        raise _ExitWith(f"{path} does not exist")
+    refs = {t: getattr(args, f"override_{t}") for t in REFTYPES if getattr(args, f"override_{t}") is not None}
+    out_dir: Path = args.output_dir if args.output_dir is not None else path.parent
+    start = time.perf_counter()
+    try:
+        with ProgressReporter(desc="detector1", unit="int", enabled=not args.quiet) as progress:
+            detector1_result(path, refs=refs, backend=backend, steps=_detector1_steps(args),
+                             save_calibrated_ramp=args.save_calibrated_ramp, output_dir=out_dir,
+                             max_memory=args.max_memory, progress=progress)
+    except NothingFittedError as exc:
+        raise _ExitWith(str(exc), EXIT_NOTHING_FITTED) from None
+    log.info("detector1 %s on %s: %.2f s", path.name, backend, time.perf_counter() - start)
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import format_summary, run_demo
     from .progress import ProgressReporter
 
-    with ProgressReporter(desc="ramp_fit", unit="px", enabled=not args.quiet) as progress:
+    with ProgressReporter(desc="detector1", unit="int", enabled=not args.quiet) as progress:
         summary = run_demo(args.output_dir, args.backend, progress=progress)
     print(format_summary(summary))
     return EXIT_OK

@@ -1,6 +1,7 @@
-"""The built-in demo: fit a synthetic 1x10x512x512 exposure and show the rate image.
+"""The built-in demo: run detector1 on a synthetic raw 1x10x512x512 exposure and show the rate image.
 
-``run_demo`` is what ``gpucal demo`` and ``make demo`` run. The exposure is generated
+``run_demo`` is what ``gpucal demo`` and ``make demo`` run. The raw exposure and its reference
+files (:mod:`gpucal.synthetic_uncal`) are generated
 reproducibly on first use into a cache (``GPUCAL_CACHE``, see :mod:`gpucal.synthetic`);
 products go to ``output_dir``: ``<name>_rate.fits``, ``<name>_rateints.fits`` and a PNG
 preview ``<name>_rate.png`` (needs matplotlib: ``pip install gpucal[plot]``).
@@ -16,14 +17,13 @@ from typing import Any
 import numpy as np
 
 from . import dq as dqflags
-from .errors import GpucalError
 
 log = logging.getLogger(__name__)
 
 
 def run_demo(output_dir: str | os.PathLike = "demo_out", backend: str | None = None, *,
              cache_dir: str | os.PathLike | None = None, progress=None) -> dict[str, Any]:
-    """Fit the built-in exposure, write its products and a PNG preview, return a summary.
+    """Calibrate the built-in raw exposure with detector1, write its products and a PNG preview.
 
     Parameters
     ----------
@@ -34,40 +34,40 @@ def run_demo(output_dir: str | os.PathLike = "demo_out", backend: str | None = N
     cache_dir
         Where the generated exposure is kept (default: see :func:`gpucal.synthetic.builtin_exposure`).
     progress
-        Optional ``progress(done_pixels, total_pixels)`` callback passed to ``ramp_fit``.
+        Optional ``progress(done, total)`` callback over integration blocks.
 
     Returns
     -------
     dict
-        ``input``, ``shape`` (nints, ngroups, ny, nx), ``backend``, ``seconds`` (fit time),
+        ``input``, ``shape`` (nints, ngroups, ny, nx), ``backend``, ``seconds`` (detector1 time),
         ``msamples_per_s``, ``valid_fraction`` (pixels with a finite rate and no
         DO_NOT_USE), ``outputs`` (paths written, PNG included) and ``preview`` (the PNG,
         or None without matplotlib).
     """
-    from . import Ramp, ramp_fit
+    import time
+
+    from . import Ramp
     from .io import output_prefix
-    from .synthetic import builtin_exposure
+    from .pipeline import detector1_result
+    from .synthetic_uncal import builtin_uncal
 
-    paths = builtin_exposure(cache_dir)
-    ramp_path = Path(paths["ramp"])
+    ramp_path = builtin_uncal(cache_dir)
     ramp = Ramp.from_fits(ramp_path)
-    log.info("demo: fitting %s (%s)", ramp_path.name, "x".join(map(str, ramp.shape)))
-    result = ramp_fit(ramp, paths["gain"], paths["readnoise"], backend=backend, progress=progress)
-    if result.rate is None:
-        raise GpucalError(f"the demo exposure {ramp_path} gave no rate product")
-
+    log.info("demo: detector1 on %s (%s)", ramp_path.name, "x".join(map(str, ramp.shape)))
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    result = detector1_result(ramp_path, backend=backend, output_dir=out, progress=progress)
+    elapsed = time.perf_counter() - start
     prefix = output_prefix(ramp_path, out)
-    outputs = [Path(p) for p in result.to_fits(prefix)]
+    outputs = [prefix.parent / f"{prefix.name}_{kind}.fits" for kind in ("rate", "rateints")]
 
     shape = tuple(int(n) for n in ramp.shape)
-    seconds = float(result.elapsed_s)
+    seconds = float(elapsed)
     rate = np.asarray(result.rate.data)
     valid = np.isfinite(rate) & ((np.asarray(result.rate.dq) & dqflags.DO_NOT_USE) == 0)
 
     preview = prefix.parent / f"{prefix.name}_rate.png"
-    title = f"{ramp_path.name}: rate, {'x'.join(map(str, shape))}, backend={result.backend}"
+    title = f"{ramp_path.name}: detector1 rate, {'x'.join(map(str, shape))}, backend={result.backend}"
     if write_preview(rate, preview, title=title):
         outputs.append(preview)
     else:
@@ -100,7 +100,7 @@ def msamples_per_s(shape, seconds: float) -> float:
 def format_summary(summary: dict[str, Any]) -> str:
     """A few human-readable lines for a :func:`run_demo` summary."""
     lines = [
-        f"gpucal demo: fitted {'x'.join(map(str, summary['shape']))} "
+        f"gpucal demo: detector1 calibrated {'x'.join(map(str, summary['shape']))} "
         f"(nints x ngroups x ny x nx) on {summary['backend']}",
         f"  time: {summary['seconds']:.2f} s ({summary['msamples_per_s']:.1f} Msamples/s)",
         f"  valid pixels: {100 * summary['valid_fraction']:.2f}%",

@@ -86,7 +86,7 @@ def test_demo_command(demo, cache_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "cli_demo"
     assert cli.main(["demo", "-o", str(out), "--backend", "cpu", "-q"]) == 0
     stdout = capsys.readouterr().out
-    assert "gpucal demo: fitted 1x10x512x512" in stdout and "valid pixels" in stdout
+    assert "gpucal demo: detector1 calibrated 1x10x512x512" in stdout and "valid pixels" in stdout
     names = sorted(p.name for p in out.iterdir())
     assert len(names) == 3
     assert any(n.endswith("_rate.fits") for n in names) and any(n.endswith("_rate.png") for n in names)

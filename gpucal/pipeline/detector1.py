@@ -34,6 +34,10 @@ from .steps import STATUS_KEYWORDS, STEP_REFTYPES, is_miri, needed_reftypes, pla
 
 log = logging.getLogger(__name__)
 
+
+class NothingFittedError(GpucalError):
+    """Ramp fitting had nothing to fit (every pixel saturated in its first group); no product."""
+
 #: Copies of one integration block alive at once inside the chain (input, step output, temporaries).
 BLOCK_COPIES = 3
 
@@ -255,7 +259,7 @@ def detector1(
     InputError
         Bad input, references (wrong type, shape, all NaN), overrides or missing keywords;
         no file is written.
-    GpucalError
+    NothingFittedError
         Nothing could be fitted (every pixel saturated in its first group).
     """
     return detector1_result(input, refs=refs, backend=backend, steps=steps,
@@ -362,7 +366,7 @@ def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, budget, t
         average_dark_current=state.get("average_dark_current"), **params["ramp_fit"]))
     timer.status["ramp_fit"] = "COMPLETE"
     if result.rate is None:
-        raise GpucalError("nothing could be fitted (every pixel saturated in its first group, or fewer than two "
+        raise NothingFittedError("nothing could be fitted (every pixel saturated in its first group, or fewer than two "
                           "usable groups); no product written")
     if not skips["gain_scale"]:
         factor = _gain_factor(ramp, resolved.get("gain"))
