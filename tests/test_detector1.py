@@ -248,3 +248,11 @@ def test_gain_scale_uses_gainfact(tmp_path):
     scaled = detector1_result(ramp, refs=refs, backend="cpu")
     np.testing.assert_array_equal(scaled.rate.data, base.rate.data * np.float32(2.0))
     assert scaled.rate.meta["S_GANSCL"] == "COMPLETE" and base.rate.meta["S_GANSCL"] == "SKIPPED"
+
+
+@pytest.mark.gpu
+def test_gpu_equals_cpu():
+    ramp, refs = nir_case(nints=3, ngroups=6)
+    cpu = detector1_result(ramp, refs=refs, backend="cpu")
+    gpu = detector1_result(ramp, refs=refs, backend="gpu", max_memory=300_000)
+    assert_products_equal(cpu, gpu)
