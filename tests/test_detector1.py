@@ -241,6 +241,15 @@ def test_clean_flicker_noise_hook(monkeypatch):
     assert seen == [(ramp.shape, "cpu", 3.0)] and res.rate.meta["S_CLNFLK"] == "COMPLETE"
 
 
+def test_missing_step_function_fails_before_any_work(monkeypatch):
+    from gpucal import steps
+
+    ramp, refs = nir_case(nints=1, ngroups=4)
+    monkeypatch.delattr(steps, "clean_flicker_noise", raising=False)
+    with pytest.raises(InputError, match="clean_flicker_noise is not available|'clean_flicker_noise' is not"):
+        detector1_result(ramp, refs=refs, backend="cpu", steps={"clean_flicker_noise": {"skip": False}})
+
+
 def test_gain_scale_uses_gainfact(tmp_path):
     ramp, refs = nir_case(nints=1, ngroups=4)
     base = detector1_result(ramp, refs=refs, backend="cpu")

@@ -104,7 +104,7 @@ def integrations_per_block(ramp: Ramp, budget: int) -> int:
     per_int = ramp.ngroups * ramp.ny * ramp.nx * 5  # float32 data + uint8 groupdq
     n = (budget // 2) // (BLOCK_COPIES * per_int)
     if n < 1:
-        log.warning("one integration (%.1f MiB working set) exceeds the memory budget of %.1f MiB: "
+        log.warning("one integration (%.1f MiB working set) exceeds half the memory budget of %.1f MiB: "
                     "processing one integration at a time", BLOCK_COPIES * per_int / 2**20, budget / 2**20)
     return int(min(max(n, 1), ramp.nints))
 
@@ -180,7 +180,7 @@ def _self_skipped(name: str, ramp: Ramp) -> bool:
 
 
 def _group_step(name: str, r: Ramp, refs: Mapping[str, Any], params: dict, backend: str | None,
-                step_memory: int, exposure_start: bool, state: dict) -> Ramp:
+                step_memory: int | None, exposure_start: bool, state: dict) -> Ramp:
     func = step_function(name)
     kw: dict[str, Any] = dict(params, backend=backend)
     if name == "refpix":
@@ -307,7 +307,9 @@ def detector1_result(
             skips[name] = True
 
     budget = parse_memory(max_memory) or DEFAULT_CPU_MEMORY
-    step_memory = max(budget // 8, 1 << 20)
+    # given a budget, the steps share it; else each uses its own default (on the GPU: device memory)
+    step_memory = None if max_memory is None else max(budget // 8, 1 << 20)
+    tail_memory = None if max_memory is None else budget // 2
     order = [n for n in step_order(ramp) if n not in ("jump", "clean_flicker_noise", "ramp_fit", "gain_scale")]
     late_refpix = miri and not skips["refpix"]
     block_steps = [n for n in order if not skips[n] and not (late_refpix and n == "refpix")]
@@ -335,7 +337,7 @@ def detector1_result(
             calibrated = timer.run("refpix", lambda: step_function("refpix")(calibrated, backend=backend,
                                                                             **params["refpix"]))
             timer.status["refpix"] = _status("refpix", calibrated, state)
-        result = _tail(calibrated, skips, params, loaded, resolved, state, backend, budget, timer)
+        result = _tail(calibrated, skips, params, loaded, resolved, state, backend, tail_memory, timer)
         meta = {STATUS_KEYWORDS[n]: timer.status[n] for n in timer.status if n in STATUS_KEYWORDS}
         for product in (result.rate, result.rateints):
             if product is not None:
@@ -348,11 +350,11 @@ def detector1_result(
     return result
 
 
-def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, budget, timer: _Timer) -> RampFitResult:
+def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, memory, timer: _Timer) -> RampFitResult:
     gain, readnoise = loaded.get("gain"), loaded.get("readnoise")
     if not skips["jump"]:
         ramp = timer.run("jump", lambda: step_function("jump")(ramp, gain, readnoise, backend=backend,
-                                                               max_memory=budget // 2, **params["jump"]))
+                                                               max_memory=memory, **params["jump"]))
         timer.status["jump"] = "COMPLETE"
     if not skips["clean_flicker_noise"]:
         ramp = timer.run("clean_flicker_noise", lambda: step_function("clean_flicker_noise")(
@@ -362,7 +364,7 @@ def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, budget, t
     if skips["ramp_fit"]:
         raise InputError("ramp_fit cannot be skipped: detector1 returns the rate product")
     result = timer.run("ramp_fit", lambda: step_function("ramp_fit")(
-        ramp, gain, readnoise, backend=backend, max_memory=budget // 2,
+        ramp, gain, readnoise, backend=backend, max_memory=memory,
         average_dark_current=state.get("average_dark_current"), **params["ramp_fit"]))
     timer.status["ramp_fit"] = "COMPLETE"
     if result.rate is None:

@@ -129,6 +129,9 @@ def plan_steps(ramp: Ramp, steps: Mapping[str, Mapping[str, Any]] | None) -> tup
             raise InputError(f"unknown parameter(s) {bad} for step {name!r}; allowed: {sorted(allowed)}")
         aliases = _ALIASES.get(name, {})
         params[name] = {aliases.get(k, k): v for k, v in opts.items()}
+    for name, skip in skips.items():
+        if not skip:
+            step_function(name)  # fail now, not after the group-level steps, if a step is missing
     return skips, params
 
 
