@@ -265,3 +265,29 @@ def test_gpu_equals_cpu():
     cpu = detector1_result(ramp, refs=refs, backend="cpu")
     gpu = detector1_result(ramp, refs=refs, backend="gpu", max_memory=300_000)
     assert_products_equal(cpu, gpu)
+
+
+def test_gpu_path_with_the_cupy_stand_in(monkeypatch):
+    """The whole chain on backend="gpu" with tests/fake_cupy.py (array code on numpy, kernels from the host build)."""
+    import sys
+
+    import fake_cupy
+    from host_build import host_compiler
+
+    if host_compiler() is None:
+        pytest.skip("no C++ compiler for the host build")
+    cupy = fake_cupy.make_module()
+    cupy.__getattr__ = lambda name: getattr(np, name)  # everything else: numpy
+    cupy.asarray = lambda a, dtype=None: fake_cupy._device(np.array(a, dtype=dtype))
+    cupy.ascontiguousarray = lambda a: fake_cupy._device(np.ascontiguousarray(a))
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setattr("gpucal.gpu.compile.kernel", fake_cupy.host_kernel)
+    monkeypatch.setattr("gpucal.backend.gpu_unavailable_reason", lambda: None)
+    monkeypatch.setattr("gpucal.backend.free_device_memory", lambda device=0: 8 * 1024**3)
+    ramp, refs = nir_case(nints=2, ngroups=5)
+    steps = {"ipc": {"skip": False}}
+    refs["ipc"] = np.array([[0.0, 0.01, 0.0], [0.01, 0.96, 0.01], [0.0, 0.01, 0.0]], np.float32)
+    gpu = detector1_result(ramp, refs=refs, backend="gpu", steps=steps, max_memory=300_000)
+    cpu = detector1_result(ramp, refs=refs, backend="cpu", steps=steps)
+    assert gpu.backend == "gpu" and gpu.rate.meta["S_IPC"] == "COMPLETE"
+    assert_products_equal(cpu, gpu)
