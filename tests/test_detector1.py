@@ -291,3 +291,72 @@ def test_gpu_path_with_the_cupy_stand_in(monkeypatch):
     cpu = detector1_result(ramp, refs=refs, backend="cpu", steps=steps)
     assert gpu.backend == "gpu" and gpu.rate.meta["S_IPC"] == "COMPLETE"
     assert_products_equal(cpu, gpu)
+
+
+@pytest.fixture
+def row_blocks(monkeypatch):
+    """Force streaming in row blocks of 3 rows inside each integration (whatever the budget)."""
+    import importlib
+
+    mod = importlib.import_module("gpucal.pipeline.detector1")
+    monkeypatch.setattr(mod, "integrations_per_block", lambda ramp, budget: 0)
+    monkeypatch.setattr(mod, "rows_per_block", lambda ramp, budget, halo: 3)
+
+
+def test_row_blocks_inside_an_integration_match_jwst_and_stcal(row_blocks, caplog):
+    pytest.importorskip("jwst")
+    from detector1_reference import reference_chain
+
+    ramp, refs = nir_case()
+    with caplog.at_level(logging.WARNING, logger="gpucal.pipeline.detector1"):
+        res = detector1_result(ramp, refs=refs, backend="cpu")
+    assert "streaming row blocks of 3 rows (halo 2)" in caplog.text
+    image, integ, _, _ = reference_chain(ramp, refs, refs["gain"], refs["readnoise"])
+    for key, attr in PRODUCT_KEYS:
+        assert_same(getattr(res.rate, attr), image[key], f"rate.{key}")
+        assert_same(getattr(res.rateints, attr), integ[key], f"rateints.{key}")
+
+
+@pytest.mark.parametrize("case", ["nir_ipc", "miri"])
+def test_row_blocks_equal_the_whole_run(case):
+    import importlib
+
+    mod = importlib.import_module("gpucal.pipeline.detector1")
+    if case == "miri":
+        ramp = raw_exposure(nints=2, ngroups=5, ny=32, nx=40, instrument="MIRI", detector="MIRIMAGE")
+        refs = refs_for(ramp)
+        exp = make_exposure(2, 5, 32, 40, seed=3, instrument="MIRI", detector="MIRIMAGE")
+        refs.update(gain=exp.gain, readnoise=exp.readnoise)
+        steps = {"firstframe": {"skip": False}}
+    else:
+        ramp, refs = nir_case(ngroups=5)
+        refs["ipc"] = np.array([[0.0, 0.01, 0.0], [0.01, 0.96, 0.01], [0.0, 0.01, 0.0]], np.float32)
+        steps = {"ipc": {"skip": False}, "saturation": {"n_pix_grow_sat": 2}}
+    whole = detector1_result(ramp, refs=refs, backend="cpu", steps=steps)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mod, "integrations_per_block", lambda ramp, budget: 0)
+        mp.setattr(mod, "rows_per_block", lambda ramp, budget, halo: 4)
+        rows = detector1_result(ramp, refs=refs, backend="cpu", steps=steps)
+    assert_products_equal(whole, rows)
+
+
+@pytest.mark.parametrize("instrument", ["NIRCAM", "MIRI"])
+def test_refpix_in_place_on_a_memory_map(tmp_path, instrument):
+    """refpix(out=ramp.data) on a memory map, as the pipeline streams it, equals the copying call."""
+    from refpix_cases import structured
+
+    from gpucal.steps import refpix
+
+    if instrument == "MIRI":
+        ramp = structured("MIRI", 2, 3, 1024, 1032, 1, 1, seed=6)
+    else:
+        ramp = structured("NIRCAM", 2, 3, 64, 80, 1, 1, seed=4, FASTAXIS=-1, SLOWAXIS=2, NOUTPUTS=4)
+    expected = refpix(ramp, backend="cpu")
+    mm = np.memmap(tmp_path / "d.f32", np.float32, "w+", shape=ramp.shape)
+    mm[...] = ramp.data
+    shared = gpucal.Ramp(mm, ramp.groupdq, ramp.pixeldq, group_time=ramp.group_time, frame_time=ramp.frame_time,
+                         nframes=ramp.nframes, zeroframe=ramp.zeroframe, meta=ramp.meta)
+    out = refpix(shared, backend="cpu", out=mm)
+    assert out.data is mm and out.groupdq is ramp.groupdq
+    assert_same(np.asarray(mm), expected.data, "refpix data")
+    assert out.meta["S_REFPIX"] == expected.meta["S_REFPIX"] == "COMPLETE"

@@ -3,12 +3,16 @@
 Streaming: every group-level step is independent per integration, so the exposure is read
 and calibrated one block of integrations at a time (the block size comes from
 ``max_memory``); each step further works in row blocks of its own (with the halo IPC and
-saturation growth need). Blocks are written into the calibrated ramp, kept in memory when
+saturation growth need). When one integration does not fit, it is streamed in row blocks
+(with those halos, references cut to the rows) up to refpix, refpix corrects it in place in
+the calibrated buffer, and the later steps stream row blocks again (``_Chain``). Blocks are
+written into the calibrated ramp, kept in memory when
 it fits half the budget and otherwise in a temporary memory-mapped file; jump detection and
 ramp fitting then stream over it themselves. Results do not depend on the block size:
 refpix's one exposure-order dependence (jwst's float32 first plane) is passed on with
 ``exposure_start``, pixel DQ is OR-ed across blocks, and MIRI refpix (whose "stop after a
-missing reference value" state runs across integrations) runs once on the assembled ramp.
+missing reference value" state runs across integrations) runs once, in place, on the
+assembled ramp. See docs/algorithms/detector1_pipeline.md.
 
 Outputs are written only after every step succeeded, each one atomically; if a later write
 fails, the files this run already wrote are removed.
@@ -100,21 +104,59 @@ def _gain_factor(ramp: Ramp, gain_ref: Any) -> float | None:
 
 # ------------------------------------------------------------------ plan
 def integrations_per_block(ramp: Ramp, budget: int) -> int:
-    """Integrations per block so that :data:`BLOCK_COPIES` copies fit half of ``budget`` (at least one)."""
+    """Integrations per block so that :data:`BLOCK_COPIES` copies fit half of ``budget``; 0 when one does not."""
     per_int = ramp.ngroups * ramp.ny * ramp.nx * 5  # float32 data + uint8 groupdq
-    n = (budget // 2) // (BLOCK_COPIES * per_int)
-    if n < 1:
-        log.warning("one integration (%.1f MiB working set) exceeds half the memory budget of %.1f MiB: "
-                    "processing one integration at a time", BLOCK_COPIES * per_int / 2**20, budget / 2**20)
-    return int(min(max(n, 1), ramp.nints))
+    return int(min((budget // 2) // (BLOCK_COPIES * per_int), ramp.nints))
 
 
-def _read_block(ramp: Ramp, i0: int, i1: int) -> Ramp:
-    zf = None if ramp.zeroframe is None else np.array(ramp.zeroframe[i0:i1], np.float32)
-    return Ramp(np.array(ramp.data[i0:i1], np.float32), np.array(ramp.groupdq[i0:i1], np.uint8),
-                np.array(ramp.pixeldq, np.uint32), group_time=ramp.group_time, frame_time=ramp.frame_time,
+def rows_per_block(ramp: Ramp, budget: int, halo: int) -> int:
+    """Interior rows of one integration's row block (plus ``halo`` rows each side) within half of ``budget``."""
+    per_row = BLOCK_COPIES * ramp.ngroups * ramp.nx * 5
+    rows = (budget // 2) // per_row - 2 * halo
+    if rows < 1:
+        raise InputError(f"memory budget of {budget / 2**20:.1f} MiB cannot hold {2 * halo + 1} rows of one "
+                         f"integration ({(2 * halo + 1) * per_row / 2**20:.1f} MiB); raise max_memory")
+    return min(rows, ramp.ny)
+
+
+def _read_block(ramp: Ramp, i0: int, i1: int, rows: slice = slice(None), pixeldq: Any = None) -> Ramp:
+    """Integrations ``[i0, i1)``, rows ``rows``, as a Ramp of fresh arrays; a row block is labelled
+    as the subarray it is (SUBSTRT2/SUBSIZE2), so steps that locate reference pixels see the truth."""
+    zf = None if ramp.zeroframe is None else np.array(ramp.zeroframe[i0:i1, rows], np.float32)
+    pdq = ramp.pixeldq if pixeldq is None else pixeldq
+    meta = dict(ramp.meta)
+    if rows != slice(None):
+        from ..refs.subarray import subarray_window
+
+        xstart, ystart, xsize, _ = subarray_window(meta) or (1, 1, ramp.nx, ramp.ny)
+        meta.update(SUBSTRT1=xstart, SUBSIZE1=xsize, SUBSTRT2=ystart + rows.start, SUBSIZE2=rows.stop - rows.start)
+    return Ramp(np.array(ramp.data[i0:i1, :, rows], np.float32), np.array(ramp.groupdq[i0:i1, :, rows], np.uint8),
+                np.array(pdq[rows], np.uint32), group_time=ramp.group_time, frame_time=ramp.frame_time,
                 nframes=ramp.nframes, groupgap=ramp.groupgap, drop_frames1=ramp.drop_frames1, zeroframe=zf,
-                meta=dict(ramp.meta))
+                meta=meta)
+
+
+def _ref_rows(refs: Mapping[str, Any], params: Mapping[str, dict], rows: slice) -> tuple[dict, dict]:
+    """References and step parameters cut to detector rows ``rows`` (IPC keeps absolute indexing)."""
+    import dataclasses
+
+    from ..refs.calib import CalibReference
+
+    def cut(a):
+        return None if a is None else a[..., rows, :]
+
+    out = {}
+    for key, ref in refs.items():
+        if isinstance(ref, CalibReference):
+            ref = dataclasses.replace(ref, data=cut(ref.data), dq=cut(ref.dq),
+                                      average_dark_current=None if ref.average_dark_current is None
+                                      else ref.average_dark_current[rows],
+                                      inv_coeffs=cut(ref.inv_coeffs))
+        out[key] = ref
+    cut_params = {k: dict(v) for k, v in params.items()}
+    if cut_params.get("dq_init", {}).get("user_dq") is not None:
+        cut_params["dq_init"]["user_dq"] = np.asarray(cut_params["dq_init"]["user_dq"])[rows]
+    return out, cut_params
 
 
 class _Calibrated:
@@ -132,7 +174,7 @@ class _Calibrated:
         self.pixeldq = np.zeros((ramp.ny, ramp.nx), np.uint32)
         self.zeroframe = None if ramp.zeroframe is None else np.empty((ramp.nints, ramp.ny, ramp.nx), np.float32)
         self.template = ramp
-        self.meta: dict[str, Any] = {}
+        self.meta: dict[str, Any] = dict(ramp.meta)
 
     def put(self, i0: int, block: Ramp) -> None:
         i1 = i0 + block.nints
@@ -207,6 +249,81 @@ def _status(name: str, r: Ramp, state: dict) -> str:
     if _self_skipped(name, r):
         return "SKIPPED"
     return str(r.meta.get(STATUS_KEYWORDS[name], "COMPLETE"))
+
+
+def _halo(names: list[str], refs: Mapping[str, Any], params: Mapping[str, dict]) -> int:
+    """Rows a row block needs on each side: saturation's growth (2n, backward pass) plus IPC's kernel."""
+    halo = 0
+    if "saturation" in names:
+        halo += 2 * int(params["saturation"].get("n_pix_grow_sat", 1))
+    if "ipc" in names:
+        kernel = refs["ipc"]
+        halo += int(np.shape(getattr(kernel, "data", kernel))[0]) // 2
+    return halo
+
+
+class _Chain:
+    """Runs a list of group-level steps on a block, timing each and recording its status."""
+
+    def __init__(self, refs, params, backend, step_memory, timer: _Timer, state: dict):
+        self.refs, self.params, self.backend = refs, params, backend
+        self.step_memory, self.timer, self.state = step_memory, timer, state
+
+    def run(self, r: Ramp, names: list[str], exposure_start: bool, refs=None, params=None) -> Ramp:
+        refs, params = refs or self.refs, params or self.params
+        for name in names:
+            r = self.timer.run(name, lambda name=name, r=r: _group_step(
+                name, r, refs, params[name], self.backend, self.step_memory, exposure_start, self.state))
+            self.timer.status[name] = _status(name, r, self.state)
+        return r
+
+    def integration_by_rows(self, ramp: Ramp, i: int, cal: _Calibrated, names: list[str], nrows: int, halo: int,
+                            avg: np.ndarray) -> None:
+        """Integration ``i`` in row blocks: the steps before refpix (with halos), refpix in place on the
+        calibrated buffer (it reads a few planes at a time), then the steps after it."""
+        ny = ramp.ny
+        split = names.index("refpix") if "refpix" in names else len(names)
+        before, after = names[:split], names[split + 1:]
+        pdq = np.empty((ny, ramp.nx), np.uint32)
+
+        def blocks(step_rows: int, step_halo: int):
+            for r0 in range(0, ny, step_rows):
+                r1 = min(ny, r0 + step_rows)
+                h0, h1 = max(0, r0 - step_halo), min(ny, r1 + step_halo)
+                yield slice(r0, r1), slice(h0, h1), slice(r0 - h0, r1 - h0)
+
+        def store(r: Ramp, rows: slice, keep: slice, ran: list[str]) -> None:
+            cal.data[i, :, rows] = r.data[0, :, keep]
+            cal.groupdq[i, :, rows] = r.groupdq[0, :, keep]
+            pdq[rows] = r.pixeldq[keep]
+            if cal.zeroframe is not None:
+                cal.zeroframe[i, rows] = r.zeroframe[0, keep]
+            if "dark_current" in ran:
+                avg[rows] = self.state["average_dark_current"][keep]
+
+        for rows, halo_rows, keep in blocks(nrows, halo):
+            refs, params = _ref_rows(self.refs, self.params, halo_rows)
+            store(self.run(_read_block(ramp, i, i + 1, halo_rows), before, i == 0, refs, params), rows, keep, before)
+        if split == len(names):
+            cal.pixeldq |= pdq
+            return
+        view = cal.data[i:i + 1]
+        zf = None if cal.zeroframe is None else cal.zeroframe[i:i + 1]
+        one = Ramp(view, cal.groupdq[i:i + 1], pdq, group_time=ramp.group_time, frame_time=ramp.frame_time,
+                   nframes=ramp.nframes, groupgap=ramp.groupgap, drop_frames1=ramp.drop_frames1, zeroframe=zf,
+                   meta=dict(ramp.meta))
+        done = self.timer.run("refpix", lambda: step_function("refpix")(
+            one, backend=self.backend, exposure_start=i == 0, out=view, **self.params["refpix"]))
+        self.timer.status["refpix"] = _status("refpix", done, self.state)
+        if zf is not None and done.zeroframe is not zf:
+            zf[...] = done.zeroframe
+        source = Ramp(cal.data, cal.groupdq, pdq.copy(), group_time=ramp.group_time, frame_time=ramp.frame_time,
+                      nframes=ramp.nframes, groupgap=ramp.groupgap, drop_frames1=ramp.drop_frames1,
+                      zeroframe=cal.zeroframe, meta=dict(ramp.meta))
+        for rows, _, keep in blocks(nrows, 0):
+            refs, params = _ref_rows(self.refs, self.params, rows)
+            store(self.run(_read_block(source, i, i + 1, rows), after, i == 0, refs, params), rows, keep, after)
+        cal.pixeldq |= pdq
 
 
 def detector1(
@@ -322,20 +439,30 @@ def detector1_result(
         cal = _Calibrated(ramp, budget, workdir)
         per_block = integrations_per_block(ramp, budget)
         state: dict[str, Any] = {}
-        for i0 in range(0, ramp.nints, per_block):
+        chain = _Chain(loaded, params, backend, step_memory, timer, state)
+        if per_block == 0:
+            halo = _halo(block_steps, loaded, params)
+            rows = rows_per_block(ramp, budget, halo)
+            log.warning("one integration exceeds half the memory budget of %.1f MiB: streaming row blocks of %d "
+                        "rows (halo %d)", budget / 2**20, rows, halo)
+            avg = np.zeros((ramp.ny, ramp.nx), np.float32)
+            for i in range(ramp.nints):
+                chain.integration_by_rows(ramp, i, cal, block_steps, rows, halo, avg)
+                if progress is not None:
+                    progress(i + 1, ramp.nints)
+            if "average_dark_current" in state:
+                state["average_dark_current"] = avg
+        for i0 in range(0, ramp.nints, per_block or ramp.nints):
+            if per_block == 0:
+                break
             i1 = min(ramp.nints, i0 + per_block)
-            r = _read_block(ramp, i0, i1)
-            for name in block_steps:
-                r = timer.run(name, lambda name=name, r=r: _group_step(
-                    name, r, loaded, params[name], backend, step_memory, i0 == 0, state))
-                timer.status[name] = _status(name, r, state)
-            cal.put(i0, r)
+            cal.put(i0, chain.run(_read_block(ramp, i0, i1), block_steps, i0 == 0))
             if progress is not None:
                 progress(i1, ramp.nints)
         calibrated = cal.ramp()
-        if late_refpix:
-            calibrated = timer.run("refpix", lambda: step_function("refpix")(calibrated, backend=backend,
-                                                                            **params["refpix"]))
+        if late_refpix:  # in place on the assembled ramp
+            calibrated = timer.run("refpix", lambda: step_function("refpix")(
+                calibrated, backend=backend, out=calibrated.data, **params["refpix"]))
             timer.status["refpix"] = _status("refpix", calibrated, state)
         result = _tail(calibrated, skips, params, loaded, resolved, state, backend, tail_memory, timer)
         meta = {STATUS_KEYWORDS[n]: timer.status[n] for n in timer.status if n in STATUS_KEYWORDS}

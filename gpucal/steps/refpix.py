@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..ramp import Ramp
 from ..refpix_stats import average_with_none, clipped_mean, combine_with_nans, running_median
 from ..refs.subarray import subarray_window
-from ._derive import with_data
+from ._derive import like, with_data
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def _miri_groups(xp, cube, first, g0: int, state: dict, odd_even_rows: bool, sig
 def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = True,
            use_side_ref_pixels: bool = True, side_smoothing_length: int = 11, side_gain: float = 1.0,
            odd_even_rows: bool = True, siglimit: float = 3.0, refpix_algorithm: str = "median",
-           exposure_start: bool = True) -> Ramp:
+           exposure_start: bool = True, out: np.ndarray | None = None) -> Ramp:
     """Reference-pixel correction, as jwst 3.0.0's ``refpix`` step (median algorithm).
 
     Parameters are jwst's, with its defaults. The exposure's meta needs SUBSTRT1/2, SUBSIZE1/2,
@@ -240,6 +240,10 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
     NOUTPUTS (4 runs the full-frame algorithm) and SUBARRAY (NIRSpec edgeless subarrays).
     ``exposure_start=False`` says ``ramp`` is a later integration block of a streamed exposure:
     jwst's float32 first plane (see the module notes) belongs to the exposure's first block only.
+    ``out`` (float32, ``ramp.shape``; may be ``ramp.data`` itself, e.g. a memory map: each chunk
+    of planes is read before it is written) receives the corrected data, and the returned Ramp
+    shares ``out`` and ``ramp``'s DQ arrays instead of copying them: the ramp is never held in
+    memory whole.
 
     Returns
     -------
@@ -280,8 +284,9 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
     if miri:
         if ramp.nx < MIRI_COLS or ramp.ny < MIRI_ROWS:
             log.info("refpix: MIRI subarray, step skipped")
-            return with_data(ramp, np.array(ramp.data, dtype=np.float32), S_REFPIX="SKIPPED")
-        out = np.empty(ramp.shape, dtype=np.float32)
+            return _finish(ramp, out, None, "keep", "SKIPPED")
+        given = out
+        out = np.empty(ramp.shape, dtype=np.float32) if out is None else out
         state = {"bad": False, "dq": np.asarray(ramp.pixeldq, dtype=np.uint32)}
         for i in range(ramp.nints):
             first = xp.asarray(np.array(ramp.data[i, 0], dtype=np.float32)).astype(xp.float64)
@@ -291,14 +296,14 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
                 out[i, g0:g1] = to_host(_miri_groups(xp, cube, first, g0, state, bool(odd_even_rows),
                                                      params["siglimit"]))
         log.info("refpix: MIRI full frame %s (%s), %.2f s", ramp.shape, name, time.perf_counter() - start)
-        return with_data(ramp, out, S_REFPIX="COMPLETE")
+        return _finish(ramp, given, out, "keep", "COMPLETE")
 
     if ramp.ny == 3200 or ramp.nx == 3200:
         raise InputError("refpix: NIRSpec IRS2 readouts are not supported")
     subarray = ramp.nx < NIR_FULL or ramp.ny < NIR_FULL
     if subarray and (x0 < 0 or y0 < 0 or y0 + ysize > NIR_FULL or x0 + xsize > NIR_FULL):
         log.info("refpix: subarray does not fit in the detector, step skipped")
-        return with_data(ramp, np.array(ramp.data, dtype=np.float32), S_REFPIX="SKIPPED")
+        return _finish(ramp, out, None, "keep", "SKIPPED")
     fast, slow = ramp.meta.get("FASTAXIS"), ramp.meta.get("SLOWAXIS")
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and abs(int(v)) in (1, 2)
                for v in (fast, slow)) or abs(int(fast)) == abs(int(slow)):
@@ -307,7 +312,8 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
     g = _NirGeometry(ramp, x0, y0, fast, slow, subarray)
     single = subarray and ramp.meta.get("NOUTPUTS") != 4
     first_f32 = [bool(exposure_start)]
-    out = np.empty(ramp.shape, dtype=np.float32)
+    given = out
+    out = np.empty(ramp.shape, dtype=np.float32) if out is None else out
 
     def run(planes_sci):
         planes = to_detector(xp.asarray(planes_sci), fast, slow)
@@ -329,4 +335,16 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
         zeroframe[zero] = 0.0
     log.info("refpix: NIR %s%s %s (%s), %.2f s", "subarray" if subarray else "full frame",
              " (single output)" if single else "", ramp.shape, name, time.perf_counter() - start)
-    return with_data(ramp, out, zeroframe=zeroframe, S_REFPIX="COMPLETE")
+    return _finish(ramp, given, out, zeroframe, "COMPLETE")
+
+
+def _finish(ramp: Ramp, given: np.ndarray | None, data: np.ndarray | None, zeroframe: Any, status: str) -> Ramp:
+    """The step's Ramp: copies (``with_data``), or sharing ``given`` and the DQ arrays when ``out`` was given."""
+    if given is None:
+        return with_data(ramp, np.array(ramp.data, dtype=np.float32) if data is None else data,
+                         zeroframe=zeroframe, S_REFPIX=status)
+    if data is None and given is not ramp.data:
+        for i in range(ramp.nints):
+            given[i] = ramp.data[i]
+    zf = ramp.zeroframe if isinstance(zeroframe, str) else zeroframe
+    return like(ramp, given, ramp.groupdq, ramp.pixeldq, zf, S_REFPIX=status)
