@@ -17,6 +17,12 @@ PRODUCT_KEYS = [("slope", "data"), ("dq", "dq"), ("var_poisson", "var_poisson"),
                 ("err", "err")]
 
 
+@pytest.fixture(autouse=True)
+def _no_crds_cache(monkeypatch):
+    """References come from the test, never from a CRDS cache the environment may name."""
+    monkeypatch.delenv("CRDS_PATH", raising=False)
+
+
 def nir_case(nints=2, ngroups=6, ny=40, nx=48):
     ramp = raw_exposure(nints=nints, ngroups=ngroups, ny=ny, nx=nx)
     ramp.meta.update(FASTAXIS=-1, SLOWAXIS=2, NOUTPUTS=4)
@@ -177,6 +183,8 @@ def test_crds_lookup_with_a_fake_crds(tmp_path, monkeypatch):
         calls.append((params, list(reftypes), os.environ.get("CRDS_MODE")))
         if "linearity" in reftypes:
             raise RuntimeError("no rules for linearity in the local cache")
+        if "dark" in reftypes:
+            return {"dark": "NOT FOUND No match found: READPATT=RAPID"}
         return {"mask": str(paths["mask"]), "ipc": "NOT FOUND n/a"}
 
     monkeypatch.setitem(sys.modules, "crds", types.SimpleNamespace(getreferences=getreferences))
@@ -188,6 +196,8 @@ def test_crds_lookup_with_a_fake_crds(tmp_path, monkeypatch):
     assert params["meta.instrument.detector"] == "NRCA1" and types_ == ["mask", "ipc"] and mode == "local"
     with pytest.raises(InputError, match="CRDS lookup of LINEARITY failed.*no rules"):
         resolve_references(ramp, ["linearity"])
+    with pytest.raises(InputError, match="CRDS found no DARK reference.*READPATT=RAPID"):
+        resolve_references(ramp, ["dark"])
     # an N/A reference skips its step
     res = detector1_result(ramp, refs={k: v for k, v in refs.items()}, backend="cpu", steps={"ipc": {"skip": False}})
     assert res.rate.meta["S_IPC"] == "SKIPPED"

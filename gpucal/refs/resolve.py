@@ -104,7 +104,10 @@ def crds_lookup(ramp: Ramp, reftypes: Iterable[str]) -> dict[str, Path | None]:
         value = found.get(reftype)
         if value is None:
             continue
-        if str(value).upper().startswith("NOT FOUND") or str(value).upper() == "N/A":
+        text = str(value)
+        if text.upper().startswith("NOT FOUND") or text.upper() == "N/A":
+            if "n/a" not in text.lower():
+                raise InputError(f"CRDS found no {reftype.upper()} reference for this exposure: {text}")
             out[reftype] = None
         else:
             out[reftype] = Path(value)
