@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from astropy.io import fits
-from test_detector1 import _write_inputs, nir_case
+from test_detector1 import _no_crds_cache, _write_inputs, nir_case  # noqa: F401 (autouse fixture)
 
 from gpucal import cli
 from gpucal.pipeline import detector1_result
