@@ -28,6 +28,7 @@ __all__ = [
     "extract_ramp",
     "RampProfile",
     "detect_jumps",
+    "resample_images",
     "get_backend",
     "gpu_available",
     "set_backend",
@@ -57,4 +58,8 @@ def __getattr__(name: str):
         from .jump_detection import detect_jumps
 
         return detect_jumps
+    if name == "resample_images":
+        from .resample import resample_images
+
+        return resample_images
     raise AttributeError(f"module 'gpucal' has no attribute {name!r}")

@@ -33,6 +33,7 @@ def calc_pixmap(
     shape: tuple[int, int] | None = None,
     backend: str | None = None,
     *,
+    compiled: bool = True,
     keep_on_device: bool = False,
 ) -> Any:
     """Pixel map from the pixel grid of ``wcs_from`` to the pixel frame of ``wcs_to``.
@@ -46,6 +47,9 @@ def calc_pixmap(
         limits of ``wcs_from``'s bounding box.
     backend
         ``"gpu"``, ``"cpu"`` or ``"auto"`` (None: the process default).
+    compiled
+        False evaluates both WCSs with their own CPU code (bit-identical to the jwst step's
+        map); True (default) uses the compiled array code where the WCS allows it.
     keep_on_device
         Return a CuPy array on the GPU backend instead of copying it to the host.
 
@@ -60,7 +64,7 @@ def calc_pixmap(
     shape = _map_shape(wcs_from, shape, bbox)
 
     y, x = xp.indices(shape, dtype=np.float64)
-    forward = _pixel_to_world(wcs_from)
+    forward = _pixel_to_world(wcs_from) if compiled else None
     if forward is not None:
         lon, lat = forward(xp, x, y)
         if bbox is not None:
@@ -72,7 +76,7 @@ def calc_pixmap(
         lon, lat = (xp.asarray(v) for v in _host_pixel_to_world(wcs_from, to_host(x), to_host(y)))
     del x, y
 
-    inverse = _world_to_pixel(wcs_to)
+    inverse = _world_to_pixel(wcs_to) if compiled else None
     if inverse is not None:
         px, py = inverse(xp, lon, lat)
     else:
