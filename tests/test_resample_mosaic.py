@@ -212,3 +212,20 @@ def test_cli_bad_input_writes_nothing(tmp_path, capsys):
     assert cli.main(["resample", str(bad), "-o", str(out), "--backend", "cpu", "-q"]) == cli.EXIT_USAGE
     assert "not a FITS file" in capsys.readouterr().err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad_cal.fits"]
+
+
+def test_files_stream_one_at_a_time(cal_files, monkeypatch):
+    """Pass 1 reads metadata only; pass 2 reads each file's arrays once, in order."""
+    from gpucal.resample import inputs
+
+    calls = []
+    real = inputs._read_cal
+
+    def spy(path, arrays=True):
+        calls.append((path.name, arrays))
+        return real(path, arrays)
+
+    monkeypatch.setattr(inputs, "_read_cal", spy)
+    resample_images(cal_files, backend="cpu")
+    names = [p.name for p in cal_files]
+    assert calls == [(n, False) for n in names] + [(n, True) for n in names]

@@ -47,7 +47,7 @@ class MosaicProduct:
         model = datamodels.ImageModel()
         first = None
         if self.reference is not None:
-            first = self.reference.load().model
+            first = self.reference.load(arrays=False).model
         if first is not None:
             model.update(first)
         model.data = self.data

@@ -93,20 +93,21 @@ class InputSource:
             self._memory = _as_mosaic_input(item, f"input {index}")
             self.name = self._memory.filename or f"input {index}"
 
-    def load(self) -> MosaicInput:
-        """The input with its arrays (a file is read now)."""
+    def load(self, arrays: bool = True) -> MosaicInput:
+        """The input; a file is read now, its arrays only when ``arrays`` (else ``data`` is a
+        zero-size-in-memory placeholder of the right shape and the other arrays are None)."""
         if self._memory is not None:
             self._memory.validate(self.name)
             return self._memory
-        item = _read_cal(self._path)
+        item = _read_cal(self._path, arrays)
         item.validate(self.name)
         return item
 
-    def reference(self) -> tuple[ReferenceInfo, list[str], MosaicInput]:
-        """Pointing info, S_REGION polygons and the input itself (for metadata)."""
-        item = self.load()
+    def reference(self) -> tuple[ReferenceInfo, str]:
+        """Pointing info and S_REGION of the input (arrays are not read)."""
+        item = self.load(arrays=False)
         s_region = item.s_region or footprint_sregion(item.wcs, item.shape)
-        return reference_info(item), s_region, item
+        return reference_info(item), s_region
 
 
 def _as_mosaic_input(item: Any, name: str) -> MosaicInput:
@@ -126,7 +127,7 @@ def _as_mosaic_input(item: Any, name: str) -> MosaicInput:
                      f"got {type(item).__name__}")
 
 
-def _read_cal(path: Path) -> MosaicInput:
+def _read_cal(path: Path, arrays: bool = True) -> MosaicInput:
     """A ``_cal.fits`` file through stdatamodels (the gwcs lives in its ASDF extension)."""
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
@@ -136,6 +137,7 @@ def _read_cal(path: Path) -> MosaicInput:
         with fits.open(path) as hdul:
             names = {hdu.name for hdu in hdul}
             model_type = str(hdul[0].header.get("DATAMODL", ""))
+            shape = hdul["SCI"].shape if "SCI" in names else ()
     except OSError as exc:
         raise FileFormatError(f"{path}: not a FITS file ({exc})") from None
     if "ASDF" not in names or "SCI" not in names:
@@ -150,19 +152,24 @@ def _read_cal(path: Path) -> MosaicInput:
         model = datamodels.ImageModel(str(path))
     except Exception as exc:  # schema or ASDF errors from stdatamodels
         raise FileFormatError(f"{path}: cannot open as a jwst ImageModel: {exc}") from None
-    return _from_datamodel(model, str(path))
+    return _from_datamodel(model, str(path), None if arrays else shape)
 
 
-def _from_datamodel(model: Any, name: str) -> MosaicInput:
+def _from_datamodel(model: Any, name: str, shape: tuple[int, ...] | None = None) -> MosaicInput:
+    """A MosaicInput of a datamodel; with ``shape``, metadata only (arrays are left unread)."""
     meta = model.meta
     if getattr(meta, "wcs", None) is None:
         raise InputError(f"{name}: has no WCS (run assign_wcs on it first)")
     exposure = meta.exposure
     wcsinfo = {k: getattr(meta.wcsinfo, k, None) for k in ("ra_ref", "dec_ref", "roll_ref", "v3yangle", "vparity")}
     background = meta.background
+    if shape is None:
+        arrays = dict(data=model.data, dq=model.dq, err=model.err, var_rnoise=model.var_rnoise,
+                      var_poisson=model.var_poisson, var_flat=model.var_flat)
+    else:
+        arrays = dict(data=np.broadcast_to(np.float32(0), shape))
     return MosaicInput(
-        data=model.data, wcs=meta.wcs, dq=model.dq, err=model.err,
-        var_rnoise=model.var_rnoise, var_poisson=model.var_poisson, var_flat=model.var_flat,
+        wcs=meta.wcs, **arrays,
         exposure_time=exposure.exposure_time if exposure.exposure_time is not None else 1.0,
         measurement_time=exposure.measurement_time, start_time=exposure.start_time,
         end_time=exposure.end_time, duration=exposure.duration,

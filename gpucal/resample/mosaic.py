@@ -108,13 +108,10 @@ def resample_images(
     # Pass 1: metadata only (footprints and the first input's pointing).
     polygons: list[np.ndarray] = []
     ref = None
-    first: MosaicInput | None = None
     for source in sources:
-        info, s_region, item = source.reference()
+        info, s_region = source.reference()
         polygons.extend(sregion_polygons(s_region))
-        if ref is None:
-            ref, first = info, item
-        del item
+        ref = info if ref is None else ref
     grid = build_output_grid(
         polygons, ref, pixel_scale_ratio=pixel_scale_ratio, pixel_scale=pixel_scale, rotation=rotation,
         output_shape=None if output_shape is None else tuple(output_shape),
@@ -126,8 +123,7 @@ def resample_images(
     mosaic = _Mosaic(grid, len(sources), kernel, pixfrac, weight_type, fillval, resolved, pixmap == "compiled")
     # Pass 2: one input at a time.
     for k, source in enumerate(sources):
-        item = first if k == 0 and first is not None else source.load()
-        first = None
+        item = source.load()
         mosaic.add(item, source.name)
         del item
         if progress is not None:
