@@ -44,7 +44,7 @@ def compile_model(model: Any, inverse: bool = False) -> CompiledFunction:
     """
     from astropy.modeling.core import CompoundModel
 
-    if getattr(model, "n_submodels", 1) > 1 or isinstance(model, CompoundModel):
+    if isinstance(model, CompoundModel):
         if inverse and model.has_user_inverse:
             return compile_model(model.inverse)
         return _compile_compound(model, inverse)
@@ -102,7 +102,7 @@ def _array(model: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
 def _compile_leaf(model: Any, inverse: bool) -> CompiledFunction:
     from astropy.modeling import models as m
 
-    if getattr(model, "n_submodels", 1) == 1 and len(model) != 1:
+    if len(model) != 1:
         raise UnsupportedModel(f"model set of {len(model)} {type(model).__name__}")
     if type(model).__name__ == "FITSImagingWCSTransform":
         return compile_model(model.forward, inverse)
