@@ -7,12 +7,15 @@ visit, so every comparison and rounding point follows the reference.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 
 import numpy as np
 
 from gpucal.errors import InputError
+
+log = logging.getLogger(__name__)
 
 #: Inversion tolerance of the scanner (MAX_INV_ERR).
 MAX_INV_ERR = 0.03
@@ -221,12 +224,18 @@ def scan_rows(pixmap: np.ndarray, box: tuple[int, int, int, int], out_shape: tup
         wnd = [(-0.5, -0.5), (onx - 0.5, -0.5), (onx - 0.5, ony - 0.5), (-0.5, ony - 0.5)]
         clipped = clip_polygon_to_window(mapped, wnd)
         poly = []
-        for v in clipped:
+        for k, v in enumerate(clipped):
             inv = invert_pixmap(interp, box, v[0], v[1])
             if inv is None:
-                raise InputError(f"failed to invert the pixel map at output position ({v[0]:.2f}, {v[1]:.2f})")
+                # drizzle 2.2.0 keeps the vertices inverted so far over the input rectangle's
+                # and scans that 4-vertex polygon, without an error: reproduced as is.
+                log.warning("failed to invert the pixel map at output position (%.2f, %.2f); scanning drizzle "
+                            "2.2.0's partial polygon", v[0], v[1])
+                poly = (poly + rect[k:])[:4]
+                break
             poly.append(inv)
-        poly = _orient_ccw(poly)
+        else:
+            poly = _orient_ccw(poly)
     empty = np.zeros(0, dtype=np.int64)
     if len(poly) < 3:
         return empty, empty, empty, poly
