@@ -98,42 +98,54 @@ def square_corners(pixmap: np.ndarray, i: np.ndarray, j: np.ndarray, h: float):
         xin_lo, xin_hi = fi - h, fi + h
         for c, (xi, yi) in enumerate(((xin_lo, yin_hi), (xin_hi, yin_hi), (xin_hi, yin_lo), (xin_lo, yin_lo))):
             xo[k, c], yo[k, c], _ = interpolate_point(pixmap, xi, yi)
-    ok = ~(np.isnan(xo).any(axis=1) | np.isnan(yo).any(axis=1))
-    return xo, yo, ok
+    bad = np.isnan(xo[:, 0]) | np.isnan(yo[:, 0])
+    for c in (1, 2, 3):
+        bad |= np.isnan(xo[:, c]) | np.isnan(yo[:, c])
+    return xo, yo, ~bad
 
 
 def sgarea(x1, y1, x2, y2):
-    """Signed area under each segment inside the unit square (``sgarea``), vectorised."""
+    """Signed area under each segment inside the unit square (``sgarea``), vectorised.
+
+    The segments that miss the square's x range (most of a kernel box) are settled first;
+    the rest is computed on the compacted survivors with the reference's branch order.
+    """
     dx = x2 - x1
-    dy = y2 - y1
     neg = dx < 0
-    s = np.where(neg, -1.0, 1.0)
     lo = np.where(neg, x2, x1)
     hi = np.where(neg, x1, x2)
-    zero = (dx == 0) | (lo >= 1.0) | (hi <= 0.0)
+    res = np.zeros(dx.shape)
+    idx = np.flatnonzero((dx != 0) & (lo < 1.0) & (hi > 0.0))
+    if idx.size == 0:
+        return res
+    x1, y1, x2, y2, dx, lo, hi = x1[idx], y1[idx], x2[idx], y2[idx], dx[idx], lo[idx], hi[idx]
+    s = np.where(neg[idx], -1.0, 1.0)
+    dy = y2 - y1
     lo = np.where(lo > 0.0, lo, 0.0)
     hi = np.where(hi < 1.0, hi, 1.0)
     slope = dy / dx
     ylo = y1 + slope * (lo - x1)
     yhi = y1 + slope * (hi - x1)
-    zero |= (ylo <= 0.0) & (yhi <= 0.0)
+    zero = (ylo <= 0.0) & (yhi <= 0.0)
     above = (ylo >= 1.0) & (yhi >= 1.0)
     full = s * (hi - lo)
-    det = x1 * y2 - y1 * x2
-    cut = det / dy
-    low = ylo < 0.0
-    lo = np.where(low, cut, lo)
-    ylo = np.where(low, 0.0, ylo)
-    low = yhi < 0.0
-    hi = np.where(low, cut, hi)
-    yhi = np.where(low, 0.0, yhi)
-    xtop = (dx + det) / dy
-    inside = s * 0.5 * (hi - lo) * (yhi + ylo)
-    cross_top = s * (0.5 * (xtop - lo) * (1.0 + ylo) + hi - xtop)
-    from_top = s * (0.5 * (hi - xtop) * (1.0 + yhi) + xtop - lo)
-    res = np.where(ylo <= 1.0, np.where(yhi <= 1.0, inside, cross_top), from_top)
-    res = np.where(above, full, res)
-    return np.where(zero, 0.0, res)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        det = x1 * y2 - y1 * x2
+        cut = det / dy
+        low = ylo < 0.0
+        lo = np.where(low, cut, lo)
+        ylo = np.where(low, 0.0, ylo)
+        low = yhi < 0.0
+        hi = np.where(low, cut, hi)
+        yhi = np.where(low, 0.0, yhi)
+        xtop = (dx + det) / dy
+        inside = s * 0.5 * (hi - lo) * (yhi + ylo)
+        cross_top = s * (0.5 * (xtop - lo) * (1.0 + ylo) + hi - xtop)
+        from_top = s * (0.5 * (hi - xtop) * (1.0 + yhi) + xtop - lo)
+    val = np.where(ylo <= 1.0, np.where(yhi <= 1.0, inside, cross_top), from_top)
+    val = np.where(above, full, val)
+    res[idx] = np.where(zero, 0.0, val)
+    return res
 
 
 def boxer(ii: np.ndarray, jj: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -174,10 +186,10 @@ def pixel_geometry(c: DrizzleConsts, pixmap: np.ndarray, onx: int, ony: int, i: 
         with np.errstate(all="ignore"):
             jaco = 0.5 * ((x[:, 1] - x[:, 3]) * (y[:, 0] - y[:, 2]) - (x[:, 0] - x[:, 2]) * (y[:, 1] - y[:, 3]))
             w = wi.astype(np.float64) / jaco
-        xmn = np.minimum(x.min(axis=1), _DBL_MAX)
-        ymn = np.minimum(y.min(axis=1), _DBL_MAX)
-        xmx = np.maximum(x.max(axis=1), _DBL_MIN)
-        ymx = np.maximum(y.max(axis=1), _DBL_MIN)
+        xmn = np.minimum.reduce([x[:, 0], x[:, 1], x[:, 2], x[:, 3], np.full(n, _DBL_MAX)])
+        ymn = np.minimum.reduce([y[:, 0], y[:, 1], y[:, 2], y[:, 3], np.full(n, _DBL_MAX)])
+        xmx = np.maximum.reduce([x[:, 0], x[:, 1], x[:, 2], x[:, 3], np.full(n, _DBL_MIN)])
+        ymx = np.maximum.reduce([y[:, 0], y[:, 1], y[:, 2], y[:, 3], np.full(n, _DBL_MIN)])
         g = dict(x=x, y=y, w=w, jj0=range_lo(c_round(ymn), ony), jj1=range_hi(c_round(ymx), ony),
                  ii0=range_lo(c_round(xmn), onx), ii1=range_hi(c_round(xmx), onx))
     else:
@@ -261,15 +273,23 @@ def drizzle_count(pix: np.ndarray, pixmap: np.ndarray, weights: np.ndarray, wtsc
     return box_cells(g)
 
 
+def slice_geometry(g: dict, lo: int, hi: int) -> dict:
+    """The geometry of pixels ``lo:hi`` of a block (to emit a block counted as a whole)."""
+    return {key: (val[lo:hi] if isinstance(val, np.ndarray) else hi - lo) for key, val in g.items()}
+
+
 def drizzle_emit(pix: np.ndarray, pixmap: np.ndarray, weights: np.ndarray, wtscale: float, onx: int, ony: int,
-                 c: DrizzleConsts, lut: np.ndarray):
+                 c: DrizzleConsts, lut: np.ndarray, g: dict | None = None):
     """Records of the pixels ``pix`` in reference order: ``(keys, dows, rec_pixel)``.
 
     ``keys = (out_index << 32) | record`` with ``out_index = onx*ony`` for zero weights.
+    ``g``: the pixels' ``pixel_geometry`` when already computed (numpy only; the CUDA
+    kernel recomputes it).
     """
     nx = pixmap.shape[1]
     wi = _pixel_weights(pix, weights, wtscale)
-    g = pixel_geometry(c, pixmap, onx, ony, pix % nx, pix // nx, wi)
+    if g is None:
+        g = pixel_geometry(c, pixmap, onx, ony, pix % nx, pix // nx, wi)
     counts = box_cells(g)
     nrec = int(counts.sum())
     offsets = np.cumsum(counts) - counts

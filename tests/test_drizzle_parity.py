@@ -166,3 +166,17 @@ def test_shape_from_pixmap_and_supplied_outputs():
     d = Drizzle(out_img=out_img, out_wht=out_wht, backend="cpu")
     d.add_image(random_image(shape, 4), exptime=2.0, pixmap=affine_pixmap(shape, centre_out=(9, 9)))
     assert d.out_img is out_img and (out_wht > 0).sum() > 100 and d.total_exptime == 2.0
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_small_cpu_blocks(kernel, monkeypatch):
+    """Pixels and records split over many numpy blocks: the state carries over exactly."""
+    from gpucal.resample import engine
+
+    monkeypatch.setattr(engine, "CPU_BLOCK_PIXELS", 37)
+    monkeypatch.setattr(engine, "CPU_BLOCK_RECORDS", 100)
+    shape = (20, 22)
+    dq = np.random.default_rng(7).integers(0, 16, shape).astype(np.uint32)
+    calls = [dict(data=random_image(shape, s), exptime=1.0, pixmap=affine_pixmap(shape, 40 * s, 0.7 + 0.3 * s),
+                  dq=dq, data2=random_image(shape, 9), pixfrac=0.8) for s in range(3)]
+    assert_parity(calls, kernel=kernel, out_shape=(26, 27))

@@ -25,10 +25,11 @@ from .scanner import estimate_pscale_ratio, scan_rows, shrink_image_section
 log = logging.getLogger(__name__)
 
 LUT_DELTA = 0.003
-#: Records per numpy block (16 B of records plus the geometry temporaries per record).
-CPU_BLOCK_RECORDS = 1 << 20
+#: Records per numpy block: small enough that the per-record temporaries stay in the
+#: core's cache (measured best among 2**13..2**20 for the square and turbo kernels at 512x512).
+CPU_BLOCK_RECORDS = 1 << 14
 #: Input pixels per CPU counting block.
-CPU_BLOCK_PIXELS = 1 << 17
+CPU_BLOCK_PIXELS = 1 << 12
 
 
 @dataclass
@@ -123,14 +124,16 @@ def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wh
     ony, onx = out_img.shape
     for start in range(0, call.pix.size, CPU_BLOCK_PIXELS):
         pix = call.pix[start:start + CPU_BLOCK_PIXELS]
-        counts = k.drizzle_count(pix, pixmap, weights, call.wtscale, onx, ony, call.consts)
-        ends = np.cumsum(counts)
+        nx = pixmap.shape[1]
+        wi = weights.reshape(-1)[pix] * call.wtscale
+        geometry = k.pixel_geometry(call.consts, pixmap, onx, ony, pix % nx, pix // nx, wi)
+        ends = np.cumsum(k.box_cells(geometry))
         lo = 0
         while lo < pix.size:
             base = ends[lo - 1] if lo else 0
             hi = max(lo + 1, int(np.searchsorted(ends, base + CPU_BLOCK_RECORDS, side="right")))
             keys, dows, rec_pixel = k.drizzle_emit(pix[lo:hi], pixmap, weights, call.wtscale, onx, ony, call.consts,
-                                                   call.lut)
+                                                   call.lut, k.slice_geometry(geometry, lo, hi))
             keys = np.sort(keys[(keys >> 32) != onx * ony])
             k.drizzle_replay(keys, dows, rec_pixel, pix[lo:hi], data, call.iscale, data2, call.iscale2, dq, out_img,
                              out_wht, out_img2, out_ctx, call.bit, out_dq)
