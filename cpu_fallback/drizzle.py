@@ -128,7 +128,13 @@ def sgarea(x1, y1, x2, y2):
     yhi = y1 + slope * (hi - x1)
     zero = (ylo <= 0.0) & (yhi <= 0.0)
     above = (ylo >= 1.0) & (yhi >= 1.0)
-    full = s * (hi - lo)
+    res[idx] = np.where(above & ~zero, s * (hi - lo), 0.0)
+    # segments crossing the square vertically: compacted again
+    sub = np.flatnonzero(~(zero | above))
+    if sub.size == 0:
+        return res
+    x1, y1, x2, y2, dx, dy, s = x1[sub], y1[sub], x2[sub], y2[sub], dx[sub], dy[sub], s[sub]
+    lo, hi, ylo, yhi = lo[sub], hi[sub], ylo[sub], yhi[sub]
     with np.errstate(divide="ignore", invalid="ignore"):
         det = x1 * y2 - y1 * x2
         cut = det / dy
@@ -142,9 +148,7 @@ def sgarea(x1, y1, x2, y2):
         inside = s * 0.5 * (hi - lo) * (yhi + ylo)
         cross_top = s * (0.5 * (xtop - lo) * (1.0 + ylo) + hi - xtop)
         from_top = s * (0.5 * (hi - xtop) * (1.0 + yhi) + xtop - lo)
-    val = np.where(ylo <= 1.0, np.where(yhi <= 1.0, inside, cross_top), from_top)
-    val = np.where(above, full, val)
-    res[idx] = np.where(zero, 0.0, val)
+    res[idx[sub]] = np.where(ylo <= 1.0, np.where(yhi <= 1.0, inside, cross_top), from_top)
     return res
 
 
