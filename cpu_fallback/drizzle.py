@@ -326,7 +326,8 @@ def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pi
     head[1:] = out[1:] != out[:-1]
     start = np.maximum.accumulate(np.where(head, np.arange(n), 0))
     rank = np.arange(n) - start
-    order = np.argsort(rank, kind="stable")
+    # ranks are small: as int16 numpy's stable sort is a radix sort
+    order = np.argsort(rank.astype(np.int16) if rank[-1] < 32767 and rank.max() < 32767 else rank, kind="stable")
     layer_sizes = np.bincount(rank)
     img, wht = out_img.reshape(-1), out_wht.reshape(-1)
     img2 = [a.reshape(-1) for a in out_img2]

@@ -180,3 +180,17 @@ def test_small_cpu_blocks(kernel, monkeypatch):
     calls = [dict(data=random_image(shape, s), exptime=1.0, pixmap=affine_pixmap(shape, 40 * s, 0.7 + 0.3 * s),
                   dq=dq, data2=random_image(shape, 9), pixfrac=0.8) for s in range(3)]
     assert_parity(calls, kernel=kernel, out_shape=(26, 27))
+
+
+def test_small_replay_blocks(monkeypatch):
+    """Replay blocks smaller than the pixel blocks: records renumbered per replay block."""
+    from gpucal.resample import engine
+
+    monkeypatch.setattr(engine, "CPU_BLOCK_PIXELS", 150)
+    monkeypatch.setattr(engine, "CPU_BLOCK_RECORDS", 64)
+    monkeypatch.setattr(engine, "CPU_REPLAY_RECORDS", 300)
+    shape = (20, 22)
+    calls = [dict(data=random_image(shape, s), exptime=1.0, pixmap=affine_pixmap(shape, 40 * s, 0.7 + 0.3 * s),
+                  data2=random_image(shape, 9), pixfrac=0.8) for s in range(3)]
+    for kernel in ("square", "lanczos3"):
+        assert_parity(calls, kernel=kernel, out_shape=(26, 27))
