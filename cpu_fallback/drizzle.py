@@ -329,25 +329,30 @@ def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pi
     # ranks are small: as int16 numpy's stable sort is a radix sort
     order = np.argsort(rank.astype(np.int16) if rank[-1] < 32767 and rank.max() < 32767 else rank, kind="stable")
     layer_sizes = np.bincount(rank)
+    # every per-record quantity in layer order once, so that a layer is a contiguous slice
+    r = rec[order]
+    out = out[order]
+    dows = dows[r]
+    p_all = pix[rec_pixel[r]]
+    d_all = data.reshape(-1)[p_all] * np.float32(iscale)
     img, wht = out_img.reshape(-1), out_wht.reshape(-1)
     img2 = [a.reshape(-1) for a in out_img2]
-    flat_data = data.reshape(-1)
+    ctx = out_ctx.reshape(-1) if out_ctx is not None else None
+    odq = out_dq.reshape(-1) if dq is not None else None
     pos = 0
     for size in layer_sizes:
-        sel = order[pos:pos + size]
+        layer = slice(pos, pos + size)
         pos += size
-        o = out[sel]
-        r = rec[sel]
-        dow = dows[r]
-        p = pix[rec_pixel[r]]
-        d = flat_data[p] * np.float32(iscale)
-        if out_ctx is not None:
-            hit = dow > 0.0
-            ctx = out_ctx.reshape(-1)
-            ctx[o[hit]] |= np.int32(bit)
+        o = out[layer]
+        dow = dows[layer]
+        d = d_all[layer]
+        if ctx is not None:
+            ctx[o[dow > 0.0]] |= np.int32(bit)
         vc = wht[o]
         vn = vc + dow
         first = vc == 0.0
+        if data2 or odq is not None:
+            p = p_all[layer]
         for q, plane in enumerate(data2):
             d2 = plane.reshape(-1)[p] * np.float32(iscale2) if plane is not None else np.zeros(o.size, np.float32)
             with np.errstate(all="ignore"):
@@ -356,9 +361,9 @@ def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pi
                 vn2 = vn.astype(np.float64) * vn.astype(np.float64)
                 upd = ((img2[q][o].astype(np.float64) * vc2 + dow2 * d2.astype(np.float64)) / vn2).astype(np.float32)
             img2[q][o] = np.where(first, d2, upd)
-        if dq is not None:
+        if odq is not None:
             dqv = dq.reshape(-1)[p]
-            out_dq.reshape(-1)[o] = np.where(first, dqv, out_dq.reshape(-1)[o] | dqv)
+            odq[o] = np.where(first, dqv, odq[o] | dqv)
         with np.errstate(all="ignore"):
             num = img[o] * vc + dow * d
             upd = (num.astype(np.float64) / vn.astype(np.float64)).astype(np.float32)

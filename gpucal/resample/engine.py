@@ -137,7 +137,7 @@ def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wh
         keys = np.concatenate([p[0] for p in pending])
         dows = np.concatenate([p[1] for p in pending])
         rec_pixel = np.concatenate([p[2] for p in pending])
-        keys = np.sort(keys[(keys >> 32) != sentinel], kind="stable")
+        keys = np.sort(keys[(keys >> 32) != sentinel])  # unique keys: any sort is the stable order
         k.drizzle_replay(keys, dows, rec_pixel, pix_block, data, call.iscale, data2, call.iscale2, dq, out_img,
                          out_wht, out_img2, out_ctx, call.bit, out_dq)
         pending.clear()
