@@ -48,7 +48,8 @@ def test_records_and_replay_identical(kernel, pixfrac):
     offsets = np.cumsum(counts) - counts
     nrec = int(counts.sum())
     keys, dows, recpix = np.empty(nrec, np.int64), np.empty(nrec, np.float32), np.empty(nrec, np.int32)
-    launch_host(lib, "drizzle_emit", [pix, np.int64(pix.size), pm, weights, *geo, call.lut, offsets, keys, dows, recpix])
+    launch_host(lib, "drizzle_emit",
+                [pix, np.int64(pix.size), pm, weights, *geo, call.lut, offsets, keys, dows, recpix])
     ref_keys, ref_dows, ref_recpix = k.drizzle_emit(pix, pm, weights, call.wtscale, 24, 22, call.consts, call.lut)
     np.testing.assert_array_equal(keys, ref_keys)
     np.testing.assert_array_equal(dows.view(np.uint32), ref_dows.view(np.uint32))

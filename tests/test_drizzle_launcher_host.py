@@ -33,7 +33,8 @@ def host_gpu(monkeypatch):
 
     launches = []
     monkeypatch.setitem(sys.modules, "cupy", _fake_cupy_with_sort())
-    monkeypatch.setattr(gpu_compile, "kernel", lambda module, function: fake_cupy.host_kernel(module, function, launches))
+    monkeypatch.setattr(gpu_compile, "kernel",
+                        lambda module, function: fake_cupy.host_kernel(module, function, launches))
     monkeypatch.setattr(api, "resolve_backend", lambda b=None: "cpu" if b == "cpu" else "gpu")
     monkeypatch.setattr(launcher, "GPU_BLOCK_PIXELS", 97)
     monkeypatch.setattr(launcher, "GPU_BLOCK_RECORDS", 300)

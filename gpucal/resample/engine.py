@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cpu_fallback import drizzle as kernels
 from cpu_fallback.drizzle import KERNEL_IDS, DrizzleConsts
 from gpucal.errors import InputError
 
@@ -126,8 +127,6 @@ def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wh
     pieces (``CPU_BLOCK_RECORDS``) and replayed in groups of about ``CPU_REPLAY_RECORDS``, so
     the rank layers of the replay are long enough to amortise numpy's per-call cost.
     """
-    from cpu_fallback import drizzle as k
-
     ony, onx = out_img.shape
     nx = pixmap.shape[1]
     sentinel = onx * ony
@@ -138,21 +137,22 @@ def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wh
         dows = np.concatenate([p[1] for p in pending])
         rec_pixel = np.concatenate([p[2] for p in pending])
         keys = np.sort(keys[(keys >> 32) != sentinel])  # unique keys: any sort is the stable order
-        k.drizzle_replay(keys, dows, rec_pixel, pix_block, data, call.iscale, data2, call.iscale2, dq, out_img,
-                         out_wht, out_img2, out_ctx, call.bit, out_dq)
+        kernels.drizzle_replay(keys, dows, rec_pixel, pix_block, data, call.iscale, data2, call.iscale2, dq,
+                               out_img, out_wht, out_img2, out_ctx, call.bit, out_dq)
         pending.clear()
 
     for start in range(0, call.pix.size, CPU_BLOCK_PIXELS):
         pix = call.pix[start:start + CPU_BLOCK_PIXELS]
         wi = weights.reshape(-1)[pix] * call.wtscale
-        geometry = k.pixel_geometry(call.consts, pixmap, onx, ony, pix % nx, pix // nx, wi)
-        ends = np.cumsum(k.box_cells(geometry))
+        geometry = kernels.pixel_geometry(call.consts, pixmap, onx, ony, pix % nx, pix // nx, wi)
+        ends = np.cumsum(kernels.box_cells(geometry))
         lo = first = npending = 0
         while lo < pix.size:
             base = int(ends[lo - 1]) if lo else 0
             hi = max(lo + 1, int(np.searchsorted(ends, base + CPU_BLOCK_RECORDS, side="right")))
-            keys, dows, rec_pixel = k.drizzle_emit(pix[lo:hi], pixmap, weights, call.wtscale, onx, ony, call.consts,
-                                                   call.lut, k.slice_geometry(geometry, lo, hi))
+            keys, dows, rec_pixel = kernels.drizzle_emit(pix[lo:hi], pixmap, weights, call.wtscale, onx, ony,
+                                                         call.consts, call.lut,
+                                                         kernels.slice_geometry(geometry, lo, hi))
             # records and pixels numbered from the start of the replay block
             pending.append((keys + npending, dows, rec_pixel + (lo - first)))
             npending += keys.size
