@@ -54,3 +54,15 @@ def test_inconsistent_outputs():
         Drizzle(out_shape=SHAPE, out_img=np.zeros((3, 3), np.float32), backend="cpu")
     with pytest.raises(ValueError, match="Exposure time must be 0.0"):
         Drizzle(out_shape=SHAPE, exptime=1.0, backend="cpu")
+
+
+def test_scanner_survives_a_zero_length_edge():
+    """A polygon whose inverted vertices coincide has a 0/0 edge slope; drizzle 2.2.0 turns the
+    NaN column limit into an int (undefined behaviour, a segfault in practice); gpucal skips
+    those rows instead of failing."""
+    from gpucal.resample import scanner
+
+    poly = [(-0.4874375031483963, -0.4874375031483963), (4.487437503148397, -0.4874375031483963),
+            (4.487437503148397, 0.3078307530853054), (-0.4874375031483963, -0.4874375031483963)]
+    rows = list(scanner._scanlines(poly, (0, 4, 0, 4)))
+    assert all(0 <= lo <= hi <= 4 for _, lo, hi in rows)

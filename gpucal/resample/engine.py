@@ -108,6 +108,8 @@ def plan_call(kernel: str, pixmap: np.ndarray, out_shape: tuple[int, int], box: 
     if xmin < 0 or ymin < 0:
         raise InputError("xmin and ymin must be >= 0")
     rows, x1, x2, polygon = scan_rows(pixmap, section, out_shape)
+    if len(polygon) < 3:
+        return None  # no overlap: drizzle returns before estimating the pixel scale
     if kernel in ("turbo", "gaussian", "lanczos2", "lanczos3") and not math.isfinite(psr):
         psr = estimate_pscale_ratio(pixmap, polygon)
     consts, lut = kernel_consts(kernel, float(pixfrac), psr)

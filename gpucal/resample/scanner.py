@@ -327,11 +327,17 @@ def _scanlines(p: list, box):
         if xlt >= xrt:
             if xlb >= xrb:
                 continue
-            yield y, c_round(xlb), c_round(xrb)
+            lo, hi = xlb, xrb
         elif xlb >= xrb:
-            yield y, c_round(xlt), c_round(xrt)
+            lo, hi = xlt, xrt
         else:
-            yield y, c_round(xlb if xlb > xlt else xlt), c_round(xrb if xrb < xrt else xrt)
+            lo, hi = (xlb if xlb > xlt else xlt), (xrb if xrb < xrt else xrt)
+        if math.isnan(lo) or math.isnan(hi):
+            # a degenerate (zero-height) edge: drizzle 2.2.0 converts NaN to int (undefined
+            # behaviour, a crash in practice); gpucal skips the row
+            log.debug("scanner: NaN column limit in row %d, row skipped", y)
+            continue
+        yield y, c_round(lo), c_round(hi)
 
 
 def estimate_pscale_ratio(pixmap: np.ndarray, polygon: list) -> float:
