@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark gpucal.resample.Drizzle.add_image against drizzle 2.2.0 in the same process.
 
-    python bench/drizzle.py                  # 2048x2048 input onto a 2048x2048 grid
-    python bench/drizzle.py --size 1024 --kernels square turbo --repeats 3
-    python bench/drizzle.py --quick          # 512x512, a smoke run
+    python bench/resample_drizzle.py                  # 2048x2048 input onto a 2048x2048 grid
+    python bench/resample_drizzle.py --size 1024 --kernels square turbo --repeats 3
+    python bench/resample_drizzle.py --quick          # 512x512, a smoke run
 
 The pixel map is realistic for JWST imaging: rotated 30 degrees, scaled by 1.05 (output
 pixels per input pixel) with a mild polynomial distortion, centred on the output grid;
