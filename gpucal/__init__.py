@@ -29,6 +29,7 @@ __all__ = [
     "RampProfile",
     "detect_jumps",
     "detector1",
+    "resample_images",
     "get_backend",
     "gpu_available",
     "set_backend",
@@ -62,4 +63,8 @@ def __getattr__(name: str):
         from .pipeline import detector1
 
         return detector1
+    if name == "resample_images":
+        from .resample import resample_images
+
+        return resample_images
     raise AttributeError(f"module 'gpucal' has no attribute {name!r}")

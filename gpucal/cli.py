@@ -1,4 +1,4 @@
-"""The ``gpucal`` command line: ``ramp-fit``, ``extract``, ``jump``, ``detector1``, ``demo``, ``info``.
+"""The ``gpucal`` command line: ``ramp-fit``, ``extract``, ``jump``, ``detector1``, ``resample``, ``demo``, ``info``.
 
 Exit status: 0 success; 1 the exposure had nothing that could be fitted (no product
 written); 2 a usage or input problem (bad arguments, missing or unreadable file, missing
@@ -224,6 +224,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output-dir", type=Path, default=Path("demo_out"), metavar="DIR",
                       help="output directory (default: demo_out)")
     demo.set_defaults(func=_cmd_demo)
+
+    rs = sub.add_parser(
+        "resample", parents=[verbosity, backend],
+        help="drizzle _cal images onto one sky grid and write an _i2d mosaic (as jwst's resample step)",
+        description=(
+            "Combine calibrated images (_cal.fits, jwst ImageModel with a gwcs) onto the grid that "
+            "jwst's ResampleStep would choose, with its weights, variance and error arrays, context "
+            "and exposure-time maps, and write one _i2d.fits (a jwst ImageModel)."
+        ),
+    )
+    rs.add_argument("files", metavar="FILE", type=Path, nargs="+", help="calibrated images (_cal.fits)")
+    rs.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_i2d.fits", help="mosaic to write")
+    rs.add_argument("--kernel", choices=("square", "point", "turbo", "gaussian", "lanczos2", "lanczos3"),
+                    default="square", help="drizzle kernel (default square)")
+    rs.add_argument("--pixfrac", type=float, default=1.0, help="drop size as a fraction of the input pixel (default 1)")
+    rs.add_argument("--pixel-scale-ratio", type=float, default=1.0,
+                    help="output / input pixel scale (default 1)")
+    rs.add_argument("--pixel-scale", type=float, default=None, metavar="ARCSEC",
+                    help="absolute output pixel scale in arcsec (overrides --pixel-scale-ratio)")
+    rs.add_argument("--rotation", type=float, default=None, metavar="DEG",
+                    help="position angle of the output +y axis (default: the first input's orientation)")
+    rs.add_argument("--weight-type", choices=("ivm", "exptime"), default="ivm", help="input weighting (default ivm)")
+    rs.add_argument("--fillval", default="NaN", help="value of output pixels without data (default NaN)")
+    rs.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    rs.set_defaults(func=_cmd_resample)
 
     info = sub.add_parser("info", parents=[verbosity], help="show versions, the backend in use and the GPU")
     info.set_defaults(func=_cmd_info)
@@ -523,6 +548,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     with ProgressReporter(desc="detector1", unit="int", enabled=not args.quiet) as progress:
         summary = run_demo(args.output_dir, args.backend, progress=progress)
     print(format_summary(summary))
+    return EXIT_OK
+
+
+def _cmd_resample(args: argparse.Namespace) -> int:
+    from .backend import resolve_backend
+    from .progress import ProgressReporter
+    from .resample import resample_images
+
+    backend = resolve_backend(args.backend)
+    out: Path = args.output
+    if out.exists() and not args.overwrite:
+        raise _ExitWith(f"{out} exists; pass --overwrite to replace it")
+    for path in args.files:
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path}")
+        if path.resolve() == out.resolve():
+            raise InputError(f"-o {out} would overwrite an input file")
+    with ProgressReporter(total=len(args.files), desc="resample", unit="image", enabled=not args.quiet) as progress:
+        product = resample_images(
+            args.files, kernel=args.kernel, pixfrac=args.pixfrac, pixel_scale_ratio=args.pixel_scale_ratio,
+            pixel_scale=args.pixel_scale, rotation=args.rotation, weight_type=args.weight_type,
+            fillval=args.fillval, backend=backend, progress=progress,
+        )
+    written = product.to_fits(out, overwrite=args.overwrite)
+    ny, nx = product.shape
+    log.info("resample: %d images -> %s (%dx%d) on %s in %.2f s", len(args.files), written, nx, ny, backend,
+             product.meta["elapsed_s"])
     return EXIT_OK
 
 

@@ -1,0 +1,69 @@
+"""The drizzle CuPy launcher without a GPU: ``tests/fake_cupy.py`` stands in for CuPy and
+every launch runs the host build of ``drizzle.cu``. ``Drizzle(backend="gpu")`` must equal
+the CPU backend bit for bit, with blocks small enough that pixels and records are split."""
+
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import fake_cupy
+from drizzle_cases import KERNELS, add_nan_islands, affine_pixmap, outputs, random_image, run
+from gpucal.resample import Drizzle
+from host_build import host_compiler
+
+pytestmark = pytest.mark.skipif(host_compiler() is None, reason="no C++ compiler for the host build")
+
+
+def _fake_cupy_with_sort():
+    cupy = fake_cupy.make_module()
+    dev = fake_cupy._device
+    cupy.cumsum = lambda a: dev(np.cumsum(np.asarray(a)))
+    cupy.sort = lambda a: dev(np.sort(np.asarray(a)))
+    cupy.searchsorted = lambda a, v: dev(np.searchsorted(np.asarray(a), np.asarray(v)))
+    return cupy
+
+
+@pytest.fixture
+def host_gpu(monkeypatch):
+    from gpucal.gpu import compile as gpu_compile
+    from gpucal.gpu import drizzle as launcher
+    from gpucal.resample import drizzle as api
+
+    launches = []
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy_with_sort())
+    monkeypatch.setattr(gpu_compile, "kernel",
+                        lambda module, function: fake_cupy.host_kernel(module, function, launches))
+    monkeypatch.setattr(api, "resolve_backend", lambda b=None: "cpu" if b == "cpu" else "gpu")
+    monkeypatch.setattr(launcher, "GPU_BLOCK_PIXELS", 97)
+    monkeypatch.setattr(launcher, "GPU_BLOCK_RECORDS", 300)
+    return launches
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_gpu_launcher_equals_cpu(host_gpu, kernel):
+    shape = (16, 19)
+    dq = np.random.default_rng(7).integers(0, 16, shape).astype(np.uint32)
+    weights = np.random.default_rng(3).random(shape).astype(np.float32)
+    weights[weights < 0.1] = 0
+    calls = []
+    for s in range(3):
+        pm = add_nan_islands(affine_pixmap(shape, 25 * s, 0.9 + 0.2 * s, flip=s == 1, centre_out=(11, 10)), seed=s)
+        calls.append(dict(data=random_image(shape, s, nan_fraction=0.02), exptime=1.0, pixmap=pm, weight_map=weights,
+                          dq=dq, data2=[random_image(shape, 9), None], pixfrac=0.7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gpu = outputs(run(Drizzle, calls, kernel=kernel, out_shape=(21, 23), backend="gpu", fillval=0))
+        cpu = outputs(run(Drizzle, calls, kernel=kernel, out_shape=(21, 23), backend="cpu", fillval=0))
+        plain = outputs(run(Drizzle, [dict(c, dq=None, data2=None) for c in calls[:2]], kernel=kernel,
+                            out_shape=(21, 23), backend="gpu", max_ctx_id=40, begin_ctx_id=31))
+        plain_cpu = outputs(run(Drizzle, [dict(c, dq=None, data2=None) for c in calls[:2]], kernel=kernel,
+                                out_shape=(21, 23), backend="cpu", max_ctx_id=40, begin_ctx_id=31))
+    assert {"drizzle_count", "drizzle_emit", "drizzle_replay"} <= set(host_gpu)
+    assert host_gpu.count("drizzle_count") > 3  # several pixel blocks per call
+    for got, want in ((gpu, cpu), (plain, plain_cpu)):
+        assert got.keys() == want.keys()
+        for name in want:
+            np.testing.assert_array_equal(got[name].view(np.uint8), want[name].view(np.uint8), err_msg=name)
+    assert (plain["out_ctx"][0] < 0).any() and (plain["out_ctx"][1] == 1).any()
