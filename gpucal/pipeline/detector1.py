@@ -484,8 +484,12 @@ def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, memory, t
                                                                max_memory=memory, **params["jump"]))
         timer.status["jump"] = "COMPLETE"
     if not skips["clean_flicker_noise"]:
-        ramp = timer.run("clean_flicker_noise", lambda: step_function("clean_flicker_noise")(
-            ramp, backend=backend, **params["clean_flicker_noise"]))
+        import inspect
+
+        cfn = step_function("clean_flicker_noise")
+        extra = {"max_memory": memory} if "max_memory" in inspect.signature(cfn).parameters else {}
+        ramp = timer.run("clean_flicker_noise", lambda: cfn(ramp, backend=backend, **extra,
+                                                             **params["clean_flicker_noise"]))
         timer.status["clean_flicker_noise"] = "COMPLETE"
     state["calibrated_ramp"] = ramp
     if skips["ramp_fit"]:
