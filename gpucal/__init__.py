@@ -28,6 +28,8 @@ __all__ = [
     "extract_ramp",
     "RampProfile",
     "detect_jumps",
+    "batch",
+    "BatchReport",
     "get_backend",
     "gpu_available",
     "set_backend",
@@ -57,4 +59,8 @@ def __getattr__(name: str):
         from .jump_detection import detect_jumps
 
         return detect_jumps
+    if name in ("batch", "BatchReport"):
+        from . import scaleout
+
+        return getattr(scaleout, name)
     raise AttributeError(f"module 'gpucal' has no attribute {name!r}")
