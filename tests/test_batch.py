@@ -250,6 +250,21 @@ def test_detector1_job(client, tmp_path):
     assert batch(paths, "detector1", output_dir=out, client=client, backend="cpu").skipped
 
 
+def test_a_cluster_without_workers_yet_is_waited_for(monkeypatch, exposures, serial, tmp_path):
+    """Queued clusters (dask-jobqueue) have no workers at first: tasks go out when one joins."""
+    from distributed import Client, LocalCluster
+
+    from gpucal.scaleout import run
+
+    monkeypatch.setattr(run, "WORKER_WAIT_S", 30)
+    monkeypatch.setenv("GPUCAL_CPU_WORKERS", "1")  # the in-process worker would set it here
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster, Client(cluster) as empty:
+        threading.Timer(0.5, cluster.scale, args=(1,)).start()
+        report = batch(exposures[:1], "ramp-fit", output_dir=tmp_path, client=empty, backend="cpu")
+    assert report.ok and report.workers == 1
+    _assert_same_products(tmp_path, serial, exposures[:1])
+
+
 # --------------------------------------------------------------------------- command line
 
 

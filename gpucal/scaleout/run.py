@@ -25,6 +25,8 @@ log = logging.getLogger("gpucal.batch")
 
 #: Times Dask runs a task again after an unexpected error (input errors are not retried).
 DEFAULT_RETRIES = 2
+#: Seconds to wait for a first worker of a cluster that has none yet (e.g. queued jobs).
+WORKER_WAIT_S = 60
 
 
 def batch(
@@ -143,14 +145,21 @@ def _run(client: Any, job: Job, todo: list[Path], out: Path, backend: str, optio
     """Submit one task per exposure and file each result as it comes back."""
     from distributed import as_completed
 
-    workers = dask_cluster.worker_info(client)
-    report.workers = len(workers)
     report.scheduler = client.scheduler.address
     report.dashboard = dask_cluster.dashboard_link(client)
     if report.dashboard:
         log.info("Dask dashboard: %s", report.dashboard)
+    workers = dask_cluster.worker_info(client)
     if not workers:
-        log.warning("the scheduler at %s has no workers yet; tasks wait for them", report.scheduler)
+        # Resource requests follow what the workers declare, so wait for a first one.
+        log.info("waiting up to %d s for a worker to join %s", WORKER_WAIT_S, report.scheduler)
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        except TimeoutError:
+            log.warning("no worker joined %s; tasks wait for workers and ask for no resources",
+                        report.scheduler)
+        workers = dask_cluster.worker_info(client)
+    report.workers = len(workers)
     gpu_workers = any(dask_cluster.GPU in (w.get("resources") or {}) for w in workers.values())
     plan_backend = "gpu" if gpu_workers and backend != "cpu" else "cpu"
     threads = dask_cluster.host_threads(workers)
