@@ -265,6 +265,18 @@ def test_a_cluster_without_workers_yet_is_waited_for(monkeypatch, exposures, ser
     _assert_same_products(tmp_path, serial, exposures[:1])
 
 
+def test_the_local_cluster(monkeypatch):
+    from gpucal.scaleout.cluster import MEMORY, local_client, worker_info
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with local_client("cpu", 1) as local:
+        (info,) = worker_info(local).values()
+        assert info["nthreads"] == 1 and info["resources"][MEMORY] > 0
+        # Without Dask's default MALLOC_TRIM_THRESHOLD_, which slows numpy code down 2x.
+        assert list(local.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == [None]
+        assert list(local.run(lambda: multiprocessing.current_process().daemon).values()) == [True]
+
+
 # --------------------------------------------------------------------------- command line
 
 
