@@ -499,6 +499,7 @@ def _batch_client(scheduler: str | None) -> Any:
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     from . import batch
+    from .backend import get_backend
     from .progress import ProgressReporter
 
     options = dict(args.options)
@@ -520,7 +521,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     try:
         with ProgressReporter(desc=f"batch {args.job}", unit="exposure", enabled=not args.quiet) as progress:
             report = batch(args.inputs, args.job, output_dir=args.output_dir, client=client,
-                           backend=args.backend or "auto", overwrite=args.overwrite, retries=args.retries,
+                           backend=args.backend or get_backend(), overwrite=args.overwrite, retries=args.retries,
                            n_workers=args.workers, report_path=args.report, progress=progress, **options)
     except ImportError as exc:
         raise _ExitWith(str(exc)) from exc

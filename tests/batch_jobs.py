@@ -8,6 +8,7 @@ Each takes ``options["markers"]``, a directory where it records its attempts.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,12 @@ def broken(path: Path, out: Path, backend: str, options: dict[str, Any]) -> list
     raise RuntimeError(f"attempt {n} on {path.name} failed")
 
 
+def crashes(path: Path, out: Path, backend: str, options: dict[str, Any]) -> list[Path]:
+    """Ends its own process, as the kernel's out-of-memory killer would."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    return []
+
+
 def rate_outputs(name: str, options: Any) -> list[str]:
     return [f"{name}_rate.fits", f"{name}_rateints.fits"]
 
@@ -58,3 +65,4 @@ def rate_outputs(name: str, options: Any) -> list[str]:
 KILLED_ONCE = Job("killed-once", killed_once, outputs=rate_outputs)
 FLAKY = Job("flaky", flaky, outputs=rate_outputs)
 BROKEN = Job("broken", broken)
+CRASHES = Job("crashes", crashes)

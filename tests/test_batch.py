@@ -211,6 +211,18 @@ def test_a_worker_killed_mid_write_leaves_no_partial_file(client, exposures, ser
     client.wait_for_workers(2, timeout=30)  # the nanny restarts the killed worker
 
 
+def test_a_task_that_kills_every_worker_is_reported(exposures, tmp_path):
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster, \
+                Client(cluster) as own:
+            report = batch(exposures[:1], batch_jobs.CRASHES, output_dir=tmp_path, client=own)
+    (record,) = report.failed
+    assert record.error.startswith("KilledWorker: ") and "out of memory?" in record.error
+
+
 def test_jump_and_extract_jobs(client, exposures, tmp_path):
     out = tmp_path / "out"
     report = batch(exposures[:2], "jump", output_dir=out, client=client, backend="cpu")

@@ -198,7 +198,10 @@ def _record(future: Any, path: Path) -> TaskRecord:
         return TaskRecord(**future.result())
     exc = future.exception()
     tb = future.traceback()
+    error = f"{type(exc).__name__}: {exc}"
+    if type(exc).__name__ == "KilledWorker":
+        error += " (each attempt ended its worker process: out of memory? see the worker logs)"
     return TaskRecord(
-        str(path), "failed", error=f"{type(exc).__name__}: {exc}",
+        str(path), "failed", error=error,
         traceback="".join(traceback.format_exception(type(exc), exc, tb)) if tb is not None else None,
     )
