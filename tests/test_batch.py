@@ -155,6 +155,7 @@ def test_bad_inputs_fail_clearly_and_the_others_finish(client, exposures, serial
     assert errors["missing_ramp.fits"].startswith("FileNotFoundError: ")
     assert str(missing) in errors["missing_ramp.fits"]
     assert all(r.traceback and not r.outputs for r in report.failed)
+    assert all(r.worker in client.scheduler_info()["workers"] for r in report.failed)  # reported by the task
     _assert_same_products(out, serial, exposures[:2])
     assert not list(out.glob("garbage*")) and not list(out.glob("missing*")) and not _temporaries(out)
 

@@ -66,7 +66,8 @@ def batch(
         Run exposures that are complete from an earlier run too (default: skip them).
     retries
         How many more times Dask runs a task that raised an unexpected error. A problem
-        with the input itself (:class:`~gpucal.errors.GpucalError`) fails at once; a
+        with the input itself (:class:`~gpucal.errors.GpucalError`, a missing file) fails
+        at once; a
         worker that dies is replaced and its task rescheduled by Dask.
     n_workers
         Workers of the local cluster (default: one per core, or one per GPU).

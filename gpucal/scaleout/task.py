@@ -23,9 +23,10 @@ def run_exposure(job: Job, input_path: str, output_dir: str, backend: str, optio
                  host_threads: Mapping[str, int] | None = None) -> dict[str, Any]:
     """Run ``job`` on one exposure and return its record (a dict, see :class:`TaskRecord`).
 
-    A :class:`~gpucal.errors.GpucalError` (a problem with this input: bad file, missing
-    reference, nothing to fit) comes back as a ``failed`` record, since running it again
-    cannot help. Any other exception propagates, so Dask retries the task.
+    A :class:`~gpucal.errors.GpucalError` or ``FileNotFoundError`` (a problem with this
+    input: not a ramp file, a missing file or reference, nothing to fit) comes back as a
+    ``failed`` record, since running it again cannot help. Any other exception propagates,
+    so Dask retries the task.
     """
     path, out = Path(input_path), Path(output_dir)
     name = stem(path)
@@ -37,7 +38,7 @@ def run_exposure(job: Job, input_path: str, output_dir: str, backend: str, optio
     records.remove_stale_temporaries(out, name, job.name, job.output_names(name, options))
     try:
         written = job.run(path, out, backend, dict(options))
-    except GpucalError as exc:
+    except (GpucalError, FileNotFoundError) as exc:
         log.warning("%s: %s failed: %s", path.name, job.name, exc)
         return dict(input=str(path), status="failed", seconds=time.perf_counter() - start, started=started,
                     error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(), **where)
