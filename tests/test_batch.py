@@ -246,11 +246,20 @@ def test_jump_and_extract_jobs(client, exposures, tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(gpucal, "detector1"), reason="gpucal.detector1 is not on this branch yet")
-def test_detector1_job(client, tmp_path):
+def test_detector1_job(client, tmp_path, monkeypatch):
     # The lead removes this skip when gpucal.detector1 lands.
+    import shutil
+
+    from gpucal.synthetic_uncal import builtin_uncal
+
+    monkeypatch.delenv("CRDS_PATH", raising=False)
+    source = builtin_uncal()  # 1x10x512x512 with every reference next to it (R_* keywords)
     raw = tmp_path / "raw"
-    paths = [write_exposure(make_exposure(1, 5, 16, 24, seed=i), raw, name=f"d{i}", kind="uncal")["uncal"]
-             for i in range(2)]
+    raw.mkdir()
+    for ref in source.parent.glob("*.fits"):
+        if not ref.name.endswith(("_uncal.fits", "_ramp.fits")):
+            shutil.copy2(ref, raw / ref.name)
+    paths = [Path(shutil.copy2(source, raw / f"d{i}_uncal.fits")) for i in range(2)]
     serial = tmp_path / "serial"
     for path in paths:
         gpucal.detector1(path, backend="cpu", output_dir=serial)
@@ -258,9 +267,11 @@ def test_detector1_job(client, tmp_path):
     report = batch([str(raw / "*_uncal.fits")], "detector1", output_dir=out, client=client, backend="cpu")
     assert report.ok and len(report.done) == 2
     for path in paths:
-        name = path.name.removesuffix("_uncal.fits") + "_rate.fits"
-        assert (out / name).read_bytes() == (serial / name).read_bytes()
-    assert batch(paths, "detector1", output_dir=out, client=client, backend="cpu").skipped
+        for suffix in RATE_NAMES:
+            name = path.name.removesuffix("_uncal.fits") + suffix
+            assert (out / name).read_bytes() == (serial / name).read_bytes(), name
+    assert [r.outputs for r in report.done] == [[str(out / f"d{i}{s}") for s in RATE_NAMES] for i in range(2)]
+    assert len(batch(paths, "detector1", output_dir=out, client=client, backend="cpu").skipped) == 2
 
 
 def test_a_cluster_without_workers_yet_is_waited_for(monkeypatch, exposures, serial, tmp_path):
