@@ -5,6 +5,7 @@ LocalCluster on this machine's cores (and, on a GPU machine, dask-cuda GPU worke
     python bench/batch.py                      # 8 exposures of 2x10x512x512, ramp-fit
     python bench/batch.py --case 1x10x1024x1024 --exposures 16
     python bench/batch.py --quick              # 8 tiny exposures: mostly Dask's overhead
+    python bench/batch.py --job detector1      # 8 copies of the built-in raw 1x10x512x512
 
 Rows (all with file reading and product writing, as a batch does them):
 
@@ -46,12 +47,26 @@ DEFAULT_CASE = "2x10x512x512"
 QUICK_CASE = "1x6x64x64"
 
 
-def make_inputs(directory: Path, case, count: int) -> list[Path]:
+def make_inputs(directory: Path, case, count: int, job: str) -> list[Path]:
     from gpucal.synthetic import make_exposure, write_exposure
 
     shutil.rmtree(directory, ignore_errors=True)
+    if job == "detector1":
+        return raw_inputs(directory, count)
     return [write_exposure(make_exposure(*case.shape, seed=i), directory, name=f"bench{i:02d}")["ramp"]
             for i in range(count)]
+
+
+def raw_inputs(directory: Path, count: int) -> list[Path]:
+    """Copies of the built-in raw 1x10x512x512 exposure, with its references beside them."""
+    from gpucal.synthetic_uncal import builtin_uncal
+
+    source = builtin_uncal()
+    directory.mkdir(parents=True)
+    for ref in source.parent.glob("*.fits"):
+        if not ref.name.endswith(("_uncal.fits", "_ramp.fits")):
+            shutil.copy2(ref, directory / ref.name)
+    return [Path(shutil.copy2(source, directory / f"bench{i:02d}_uncal.fits")) for i in range(count)]
 
 
 def warm_up(job, path: Path, scratch: Path, backend: str = "cpu") -> None:
@@ -80,8 +95,7 @@ def run_serial(job, inputs: list[Path], out: Path, one_core: bool) -> float:
 
 
 def run_cluster(kind: str, inputs: list[Path], out: Path, job: str, n_workers: int | None) -> dict[str, Any]:
-    import gpucal
-    from gpucal.scaleout import get_job
+    from gpucal.scaleout import batch, get_job
     from gpucal.scaleout.cluster import local_client
 
     backend = "gpu" if kind == "gpu" else "cpu"
@@ -91,7 +105,7 @@ def run_cluster(kind: str, inputs: list[Path], out: Path, job: str, n_workers: i
         startup = time.perf_counter() - start
         client.run(warm_up, get_job(job), inputs[0], out.parent / "warm", backend)
         start = time.perf_counter()
-        report = gpucal.batch([str(p) for p in inputs], job, output_dir=out, client=client, backend=backend)
+        report = batch([str(p) for p in inputs], job, output_dir=out, client=client, backend=backend)
         wall = time.perf_counter() - start
     if not report.ok:
         raise SystemExit(f"batch failed: {[r.error for r in report.failed]}")
@@ -132,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     case = parse_case(args.case or (QUICK_CASE if args.quick else DEFAULT_CASE))
     job = get_job(args.job)
     work = OUT_DIR / "batch"
-    inputs = make_inputs(work / "in", case, args.exposures)
+    if job.name == "detector1":
+        case = parse_case("1x10x512x512")  # the built-in raw exposure
+    inputs = make_inputs(work / "in", case, args.exposures, job.name)
     env = environment()
     print(f"# {env['date']}  {env['commit']}  {env['cpu']}  gpu: {env['gpu'] or 'none'}")
     print(f"# {args.exposures} exposures of {case.name}, job {job.name}")
