@@ -30,6 +30,8 @@ __all__ = [
     "detect_jumps",
     "detector1",
     "resample_images",
+    "batch",
+    "BatchReport",
     "get_backend",
     "gpu_available",
     "set_backend",
@@ -67,4 +69,8 @@ def __getattr__(name: str):
         from .resample import resample_images
 
         return resample_images
+    if name in ("batch", "BatchReport"):
+        from . import scaleout
+
+        return getattr(scaleout, name)
     raise AttributeError(f"module 'gpucal' has no attribute {name!r}")

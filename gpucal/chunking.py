@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from gpucal.errors import InputError
@@ -12,6 +13,10 @@ DEFAULT_CPU_MEMORY = 2 * 1024**3
 #: enough that the working arrays stay near the core (measured best, with two threads, on
 #: 1x10x1024x1024 and 50x20x16x2048 among powers of two from 2**17 to 2**22).
 CPU_BLOCK_SAMPLES = 1 << 19
+
+#: Environment variable that caps the threads/processes of the CPU paths (gpucal.batch sets
+#: it in each Dask worker to the worker's share of its node's cores).
+CPU_WORKERS_ENV = "GPUCAL_CPU_WORKERS"
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
           "G": 1024**3, "GB": 1024**3, "GIB": 1024**3, "T": 1024**4, "TB": 1024**4, "TIB": 1024**4}
@@ -55,3 +60,17 @@ def cache_block(samples_per_unit: int) -> int:
     """How many units (rows, pixels) of ``samples_per_unit`` samples fill one numpy block of
     about :data:`CPU_BLOCK_SAMPLES` (at least one)."""
     return max(1, CPU_BLOCK_SAMPLES // max(1, int(samples_per_unit)))
+
+
+def cpu_workers() -> int:
+    """Threads (or processes) a CPU path may use: ``GPUCAL_CPU_WORKERS`` when set, else every core."""
+    value = os.environ.get(CPU_WORKERS_ENV, "").strip()
+    if not value:
+        return max(1, os.cpu_count() or 1)
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise InputError(f"{CPU_WORKERS_ENV} must be a positive integer, got {value!r}")
+    return workers

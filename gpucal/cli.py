@@ -1,9 +1,11 @@
-"""The ``gpucal`` command line: ``ramp-fit``, ``extract``, ``jump``, ``detector1``, ``resample``, ``demo``, ``info``.
+"""The ``gpucal`` command line: ``ramp-fit``, ``extract``, ``jump``, ``detector1``, ``resample``, ``batch``,
+``demo``, ``info``.
 
 Exit status: 0 success; 1 the exposure had nothing that could be fitted (no product
 written); 2 a usage or input problem (bad arguments, missing or unreadable file, missing
 reference file, unavailable backend), reported on stderr in one line without a traceback
-(``-v`` adds the traceback). Logging is configured here, in :func:`main`, never at import.
+(``-v`` adds the traceback); 3 some exposures of a batch failed (the others finished).
+Logging is configured here, in :func:`main`, never at import.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ PROG = "gpucal"
 EXIT_OK = 0
 EXIT_NOTHING_FITTED = 1
 EXIT_USAGE = 2
+EXIT_BATCH_FAILED = 3
 
 
 class _ExitWith(Exception):
@@ -90,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="GPU-accelerated calibration of JWST infrared-detector ramps.",
-        epilog="Exit status: 0 success, 1 nothing could be fitted, 2 usage or input error.",
+        epilog="Exit status: 0 success, 1 nothing could be fitted, 2 usage or input error, "
+               "3 some exposures of a batch failed.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -217,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="host memory budget, e.g. 2GB (binary units; default 2 GiB)")
     d1.set_defaults(func=_cmd_detector1)
 
+    _add_batch_parser(sub, [verbosity, backend])
+
     demo = sub.add_parser(
         "demo", parents=[verbosity, backend],
         help="run detector1 on the built-in raw 1x10x512x512 demo exposure; write products and a PNG preview",
@@ -253,6 +259,55 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", parents=[verbosity], help="show versions, the backend in use and the GPU")
     info.set_defaults(func=_cmd_info)
     return parser
+
+
+def _option_arg(text: str) -> tuple[str, Any]:
+    """argparse type for --option: ``KEY=VALUE``, VALUE read as JSON when it parses."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
+def _add_batch_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    from .scaleout.jobs import JOBS
+
+    jobs = "; ".join(f"{name}: {job.description}" for name, job in sorted(JOBS.items()))
+    bt = sub.add_parser(
+        "batch", parents=parents,
+        help="run a job on many exposures with Dask (local cores/GPUs or a cluster), resumably",
+        description=(
+            "Run one job per exposure on a Dask cluster: a local one (one worker per GPU with "
+            "dask-cuda, else one per core) or the scheduler at --scheduler. Exposures whose "
+            "products are complete from an earlier run are skipped (unless --overwrite); failed "
+            "exposures are retried, then reported while the others finish. A JSON report goes to "
+            f"DIR/batch_JOB_report.json. Jobs: {jobs}."
+        ),
+    )
+    bt.add_argument("inputs", nargs="+", metavar="INPUT",
+                    help="exposure files, glob patterns (quote them) or jwst association .json files")
+    bt.add_argument("--job", choices=sorted(JOBS), default="detector1", help="what to run (default: detector1)")
+    bt.add_argument("-o", "--output-dir", type=Path, metavar="DIR", required=True, help="where products go")
+    bt.add_argument("--scheduler", metavar="ADDRESS",
+                    help="Dask scheduler address (tcp://host:8786) or scheduler file; default: a local cluster")
+    bt.add_argument("--workers", type=int, metavar="N", help="workers of the local cluster (default: one per "
+                    "core, or one per GPU)")
+    bt.add_argument("--overwrite", action="store_true", help="run exposures that are already complete too")
+    bt.add_argument("--retries", type=int, default=2, metavar="N",
+                    help="times Dask reruns a task after an unexpected error (default 2)")
+    bt.add_argument("--gain", type=Path, metavar="GAIN.fits", help="gain reference file for every exposure")
+    bt.add_argument("--readnoise", type=Path, metavar="READNOISE.fits",
+                    help="read-noise reference file for every exposure")
+    bt.add_argument("--max-memory", type=_size_arg, metavar="SIZE", help="memory each task may use, e.g. 2GB")
+    bt.add_argument("--option", dest="options", type=_option_arg, action="append", default=[],
+                    metavar="KEY=VALUE", help="another option of the job (VALUE as JSON when it parses), repeatable")
+    bt.add_argument("--report", type=Path, metavar="PATH", help="where to write the JSON report")
+    bt.set_defaults(func=_cmd_batch)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -539,6 +594,55 @@ def _cmd_detector1(args: argparse.Namespace) -> int:
         raise _ExitWith(str(exc), EXIT_NOTHING_FITTED) from None
     log.info("detector1 %s on %s: %.2f s", path.name, backend, time.perf_counter() - start)
     return EXIT_OK
+
+
+def _batch_client(scheduler: str | None) -> Any:
+    """A client of the scheduler at an address or named by a scheduler file (None: none)."""
+    if scheduler is None:
+        return None
+    from distributed import Client
+
+    if Path(scheduler).is_file():
+        return Client(scheduler_file=scheduler)
+    return Client(scheduler)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from . import batch
+    from .backend import get_backend
+    from .progress import ProgressReporter
+
+    options = dict(args.options)
+    for name in ("gain", "readnoise", "max_memory"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.scheduler is not None and args.workers is not None:
+        log.warning("--workers is ignored with --scheduler: the cluster has its own workers")
+    try:
+        import distributed  # noqa: F401  (its import sets its loggers up)
+
+        # Dask's own messages (cluster start and stop) only with -v.
+        logging.getLogger("distributed").setLevel(logging.INFO if args.verbose else logging.WARNING)
+        client = _batch_client(args.scheduler)
+    except ImportError as exc:
+        raise _ExitWith(f"gpucal batch needs Dask: pip install 'gpucal[dask]' ({exc})") from exc
+    except (OSError, TimeoutError) as exc:
+        raise _ExitWith(f"cannot reach the Dask scheduler {args.scheduler}: {exc}") from exc
+    try:
+        with ProgressReporter(desc=f"batch {args.job}", unit="exposure", enabled=not args.quiet) as progress:
+            report = batch(args.inputs, args.job, output_dir=args.output_dir, client=client,
+                           backend=args.backend or get_backend(), overwrite=args.overwrite, retries=args.retries,
+                           n_workers=args.workers, report_path=args.report, progress=progress, **options)
+    except ImportError as exc:
+        raise _ExitWith(str(exc)) from exc
+    finally:
+        if client is not None:
+            client.close()
+    print(report.summary())
+    for record in report.failed:
+        print(f"failed: {record.input}: {record.error}")
+    print(f"report: {report.report_path}")
+    return EXIT_OK if report.ok else EXIT_BATCH_FAILED
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ from cpu_fallback.jump import (
     two_point_block,
 )
 from gpucal.backend import resolve_backend
-from gpucal.chunking import DEFAULT_CPU_MEMORY, cache_block, parse_memory, rows_per_block
+from gpucal.chunking import DEFAULT_CPU_MEMORY, cache_block, cpu_workers, parse_memory, rows_per_block
 from gpucal.progress import ProgressCallback
 from gpucal.dq import DO_NOT_USE, JUMP_DET, NO_GAIN_VALUE, SATURATED
 from gpucal.errors import InputError
@@ -384,7 +384,7 @@ class _Progress:
 
 
 def _cpu_rows(fp: JumpParams, ny: int, nx: int, budget: int | None) -> int:
-    threads = max(1, os.cpu_count() or 1)
+    threads = cpu_workers()
     budget = DEFAULT_CPU_MEMORY if budget is None else budget
     per_pixel = fp.nints * fp.ngroups * CPU_BYTES_PER_SAMPLE
     rows_by_memory = rows_per_block(ny, nx, per_pixel * threads, budget)
@@ -453,7 +453,7 @@ def _stage2_cpu(fp, gdq, marks, out, rows, add) -> None:
 
 
 def _run_threads(work, items) -> None:
-    threads = max(1, os.cpu_count() or 1)
+    threads = cpu_workers()
     if threads == 1 or len(items) == 1:
         for item in items:
             work(item)

@@ -22,7 +22,7 @@ import numpy as np
 
 from cpu_fallback.ramp_fit import FitParams, ramp_fit_block
 from gpucal.backend import resolve_backend
-from gpucal.chunking import DEFAULT_CPU_MEMORY, cache_block, parse_memory, rows_per_block
+from gpucal.chunking import DEFAULT_CPU_MEMORY, cache_block, cpu_workers, parse_memory, rows_per_block
 from gpucal.progress import ProgressCallback
 from gpucal.dq import DO_NOT_USE, PERSISTENCE, SATURATED
 from gpucal.errors import InputError
@@ -353,7 +353,7 @@ def _fit_cpu(fp: FitParams, ramp: Ramp, gain: np.ndarray, sigma_r: np.ndarray, d
     copy (a memory map, or pages shared copy-on-write) and send back only the outputs;
     small ones, and platforms that cannot fork, use threads.
     """
-    workers = max(1, os.cpu_count() or 1)
+    workers = cpu_workers()
     budget = DEFAULT_CPU_MEMORY if budget is None else budget
     per_pixel = fp.nints * ramp.ngroups * CPU_BYTES_PER_SAMPLE
     rows_by_memory = rows_per_block(ramp.ny, ramp.nx, per_pixel * workers, budget)
@@ -379,7 +379,9 @@ def _fit_cpu(fp: FitParams, ramp: Ramp, gain: np.ndarray, sigma_r: np.ndarray, d
                 finish(_fit_rows(job_id, r0, r1))
             return
         samples = fp.nints * ramp.ngroups * ramp.ny * ramp.nx
-        if samples >= PROCESS_MIN_SAMPLES and "fork" in multiprocessing.get_all_start_methods():
+        # Daemonic processes (Dask's workers) may not have children: they use threads.
+        if (samples >= PROCESS_MIN_SAMPLES and "fork" in multiprocessing.get_all_start_methods()
+                and not multiprocessing.current_process().daemon):
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
         else:
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpucal-rampfit")

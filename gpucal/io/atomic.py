@@ -10,6 +10,7 @@ temporary file is removed and the destination is left as it was.
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import secrets
@@ -22,8 +23,18 @@ logger = logging.getLogger(__name__)
 TEMP_SUFFIX = ".gpucal-tmp"
 
 
+_TOKEN_BYTES = 6
+
+
 def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+    return path.with_name(f".{path.name}.{secrets.token_hex(_TOKEN_BYTES)}{TEMP_SUFFIX}")
+
+
+def temporary_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Temporary files of writes of ``path`` in progress, or left by a killed process."""
+    dest = Path(path)
+    pattern = f".{glob.escape(dest.name)}.{'?' * (2 * _TOKEN_BYTES)}{TEMP_SUFFIX}"
+    return sorted(dest.parent.glob(pattern))
 
 
 def _fsync_directory(directory: Path) -> None:
