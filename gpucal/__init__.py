@@ -28,6 +28,7 @@ __all__ = [
     "extract_ramp",
     "RampProfile",
     "detect_jumps",
+    "build_cube",
     "get_backend",
     "gpu_available",
     "set_backend",
@@ -57,4 +58,8 @@ def __getattr__(name: str):
         from .jump_detection import detect_jumps
 
         return detect_jumps
+    if name == "build_cube":
+        from .cube import build_cube
+
+        return build_cube
     raise AttributeError(f"module 'gpucal' has no attribute {name!r}")

@@ -1,0 +1,346 @@
+"""``build_cube``: IFU ``_cal`` files -> ``_s3d`` cubes, equal to jwst 3.0.0's cube_build.
+
+Flow per cube: select the bands and their files, take the sampling and ROI parameters
+from CUBEPAR, find the footprint of all files and lay out the grid (skyalign/ifualign),
+then visit the files band by band in input order, turning each into points and adding its
+voxel sums to the running totals, and finally normalise and set the DQ planes.
+
+Memory: files are opened one at a time (a footprint pass, then a sums pass), so only one
+exposure's arrays and points live at once; the accumulators are sized from the grid.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..progress import ProgressCallback
+from . import sums as cube_sums
+from .cubepars import MIRI_BANDS, BandPars, CubePars, crds_cubepars, read_cubepars
+from .exposure import IFUExposure, open_exposure
+from .finalize import VoxelSums, finalize
+from .grid import CubeGrid, corners_from_points, corners_from_s_region, ifualign_angle, make_grid
+from .pointcloud import MIRI_CHANNELS, miri_pixel_grid, miri_points
+from .s3d import IFUCube, cube_suffix
+
+log = logging.getLogger(__name__)
+
+WEIGHTINGS = ("drizzle", "msm", "emsm")
+COORD_SYSTEMS = ("skyalign", "world", "ifualign")
+OUTPUT_TYPES = ("band", "channel", "grating")
+
+Band = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class _FileInfo:
+    path: Path
+    instrument: str
+    bands: list[Band]
+
+
+@dataclass(frozen=True)
+class _CubeParams:
+    spatial: float
+    spectral: float
+    wavemin: float
+    wavemax: float
+    rois: float
+    roiw: float
+    weight_power: float
+    softrad: float
+    scalerad: float
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
+    if value is None or value == "all":
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(v).strip().lower() for v in items if str(v).strip()]
+
+
+def _scan(paths: list[Path]) -> list[_FileInfo]:
+    infos = []
+    for path in paths:
+        exp = open_exposure(path)
+        infos.append(_FileInfo(path, exp.instrument, exp.bands))
+        exp.model.close()
+    instruments = {i.instrument for i in infos}
+    if len(instruments) > 1:
+        raise InputError(f"inputs mix instruments ({', '.join(sorted(instruments))}): build one cube per instrument")
+    return infos
+
+
+def _select_bands(infos: list[_FileInfo], channel, band, grating, filter_) -> list[Band]:
+    instrument = infos[0].instrument
+    present = {b for i in infos for b in i.bands}
+    if instrument == "MIRI":
+        ordered = [(c, s) for c in "1234" for s in MIRI_BANDS if (c, s) in present]
+        want1, want2 = _as_list(channel), _as_list(band)
+    else:
+        ordered = sorted(present)
+        want1, want2 = _as_list(grating), _as_list(filter_)
+    chosen = [b for b in ordered if (want1 is None or b[0] in want1) and (want2 is None or b[1] in want2)]
+    if not chosen:
+        asked = ", ".join(f"{k}={v}" for k, v in (("channel", channel), ("band", band), ("grating", grating),
+                                                   ("filter", filter_)) if v is not None)
+        raise InputError(f"no input file covers the selected band ({asked}); the inputs cover "
+                         f"{', '.join('/'.join(b) for b in ordered)}")
+    return chosen
+
+
+def _group_bands(bands: list[Band], output_type: str, user_selected: bool) -> list[list[Band]]:
+    if user_selected:
+        return [bands]
+    if output_type == "band":
+        return [[b] for b in bands]
+    return [[b for b in bands if b[0] == key] for key in dict.fromkeys(b[0] for b in bands)]
+
+
+def _resolve_cubepars(cubepars, instrument: str, weighting: str, first: Path) -> CubePars:
+    if cubepars is None:
+        from astropy.io import fits
+
+        header = dict(fits.getheader(first))
+        cubepars = crds_cubepars(header)
+    path = Path(cubepars)
+    if not path.exists():
+        raise InputError(f"CUBEPAR reference {path} does not exist")
+    return read_cubepars(path, instrument, weighting)
+
+
+def _parameters(pars: list[BandPars], nfiles: int, weighting: str, *, scalexy, scalew, rois, roiw,
+                weight_power) -> _CubeParams:
+    sizes = np.array([p.spaxelsize for p in pars])
+    steps = np.array([p.spectralstep for p in pars])
+    ref = pars[0] if np.all(sizes == sizes[0]) else pars[int(np.argmin(sizes))]
+    spatial, spatial_roi = ref.spaxelsize, ref.rois
+    if scalew != 0:
+        spectral = float(scalew)
+        roiw_t, power, softrad, scalerad = (float(np.min([getattr(p, n) for p in pars]))
+                                            for n in ("roiw", "power", "softrad", "scalerad"))
+    elif np.all(steps == steps[0]):
+        spectral = steps[0]
+        roiw_t, power, softrad, scalerad = pars[0].roiw, pars[0].power, pars[0].softrad, pars[0].scalerad
+    else:
+        raise InputError("the selected bands have different SPECTRALSTEP values: pass scalew")
+    if rois == 0.0:
+        rois = spatial_roi * (1.5 if nfiles < 4 and weighting != "emsm" else 1.0)
+    if roiw == 0:
+        roiw = roiw_t
+    if weight_power == 0:
+        weight_power = power
+    if scalexy != 0:
+        spatial = float(scalexy)
+    needed = {"msm": {"rois": rois, "roiw": roiw, "weight_power": weight_power, "softrad": softrad},
+              "emsm": {"rois": rois, "roiw": roiw, "scalerad": scalerad}}.get(weighting, {})
+    missing = [k for k, v in needed.items() if np.isnan(v)]
+    if missing:
+        raise InputError(f"cube parameter(s) {', '.join(missing)} are NaN: check the CUBEPAR reference")
+    return _CubeParams(spatial, spectral, float(min(p.wavemin for p in pars)), float(max(p.wavemax for p in pars)),
+                       rois, roiw, weight_power, softrad, scalerad)
+
+
+def _miri_rotation(exp: IFUExposure, channel: str) -> float:
+    """ifualign angle: direction of alpha at beta 0 and the channel's median wavelength."""
+    x, y = miri_pixel_grid(exp.data.shape, exp.wcs, channel)
+    frame = exp.wcs.available_frames[0]
+    _, _, lam = exp.wcs.get_transform(frame, "alpha_beta")(x.reshape(exp.data.shape[0], -1),
+                                                            y.reshape(exp.data.shape[0], -1))
+    lam_med = np.nanmedian(lam)
+    to_world = exp.wcs.get_transform("alpha_beta", exp.wcs.output_frame.name)
+    ra1, dec1, _ = to_world(0, 0, lam_med)
+    ra2, dec2, _ = to_world(2, 0, lam_med)
+    return ifualign_angle(ra1, dec1, ra2, dec2)
+
+
+def _file_corners(exp: IFUExposure, band: Band, use_s_region: bool):
+    if use_s_region and exp.s_region and exp.target_type != "MOVING":
+        return corners_from_s_region(exp.s_region)
+    if exp.instrument != "MIRI":
+        raise InputError("NIRSpec IFU cubes are not supported yet by gpucal.build_cube")
+    x, y = miri_pixel_grid(exp.data.shape, exp.wcs, band[0])
+    shape = (exp.data.shape[0], x.size // exp.data.shape[0])
+    ra, dec, _ = exp.wcs(x.reshape(shape), y.reshape(shape))
+    return corners_from_points(ra, dec)
+
+
+def _grid(files: dict[Band, list[Path]], bands: list[Band], params: _CubeParams, coord_system: str,
+          output_type: str) -> CubeGrid:
+    rot = None
+    if coord_system == "ifualign":
+        exp = open_exposure(files[bands[0]][0])
+        try:
+            rot = _miri_rotation(exp, bands[0][0])
+        finally:
+            exp.model.close()
+    use_s_region = coord_system in ("skyalign", "world") and not any(b[0] in ("1", "3") for b in bands)
+    corner_a: list[float] = []
+    corner_b: list[float] = []
+    for band in bands:
+        for path in files[band]:
+            exp = open_exposure(path)
+            try:
+                a, b = _file_corners(exp, band, use_s_region and output_type != "multi")
+            finally:
+                exp.model.close()
+            corner_a += a
+            corner_b += b
+    return make_grid(corner_a, corner_b, params.wavemin, params.wavemax, params.spatial, params.spectral, rot)
+
+
+def _file_sums(exp: IFUExposure, band: Band, grid: CubeGrid, params: _CubeParams, weighting: str,
+               backend: str):
+    drizzle = weighting == "drizzle"
+    cloud = miri_points(exp, band[0], grid, drizzle=drizzle, wave_tolerance=None if drizzle else params.roiw)
+    if cloud is None:
+        return None
+    start, end = MIRI_CHANNELS[band[0]][:2]
+    common = dict(instrument=exp.instrument, start_region=start, end_region=end, xcoord=grid.xcoord,
+                  ycoord=grid.ycoord, zcoord=grid.zcoord, coord1=cloud.coord1, coord2=cloud.coord2,
+                  wave=cloud.wave, flux=cloud.flux, err=cloud.err, slice_no=cloud.slice_no,
+                  cdelt1=grid.cdelt1, cdelt2=grid.cdelt2, cdelt3_normal=grid.cdelt3_normal, backend=backend)
+    if drizzle:
+        xi1, eta1, xi2, eta2, xi3, eta3, xi4, eta4 = cloud.corners
+        return cube_sums.drizzle_sums(
+            **common, xi1=xi1, eta1=eta1, xi2=xi2, eta2=eta2, xi3=xi3, eta3=eta3, xi4=xi4, eta4=eta4,
+            dwave=cloud.dwave, cdelt3_mean=np.nanmean(grid.cdelt3_normal), linear=True,
+            x_det=cloud.x_det, y_det=cloud.y_det)
+    n = len(cloud)
+    roiw = np.full(n, params.roiw, dtype=np.float64)
+    return cube_sums.pointcloud_sums(
+        **common, weighting=weighting, rois=np.full(n, params.rois, dtype=np.float64), roiw=roiw,
+        scalerad=np.full(n, params.scalerad, dtype=np.float64),
+        weight_power=np.full(n, params.weight_power, dtype=np.float64),
+        softrad=np.full(n, params.softrad, dtype=np.float64), roiw_ave=np.mean(roiw))
+
+
+def _one_cube(files: dict[Band, list[Path]], bands: list[Band], pars: CubePars, *, weighting: str,
+              coord_system: str, output_type: str, user: dict, backend: str,
+              progress: ProgressCallback | None, done: list[int], total: int) -> IFUCube:
+    nfiles = sum(len(files[b]) for b in bands)
+    params = _parameters([pars.band(b) for b in bands], nfiles, weighting, **user)
+    grid = _grid(files, bands, params, coord_system, output_type)
+    nz, ny, nx = grid.shape
+    log.info("cube %s: %d x %d spaxels x %d planes, %d files", bands, nx, ny, nz, nfiles)
+    totals = VoxelSums.zeros(nx * ny * nz)
+    instrument = pars.instrument
+    for band in bands:
+        for path in files[band]:
+            exp = open_exposure(path)
+            try:
+                result = _file_sums(exp, band, grid, params, weighting, backend)
+            finally:
+                exp.model.close()
+            if result is not None:
+                totals.add(*result)
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], total)
+    flux, err, dq, wmap = finalize(totals, grid.shape, instrument)
+    first = files[bands[0]][0]
+    stem = first.name[: -len("_cal.fits")] if first.name.endswith("_cal.fits") else first.stem
+    pointcloud = weighting != "drizzle"
+    return IFUCube(data=flux.astype(np.float32), err=err.astype(np.float32), dq=dq.astype(np.uint32),
+                   wmap=wmap.astype(np.float32), grid=grid, instrument=instrument, bands=list(bands),
+                   weighting=weighting, coord_system=coord_system,
+                   inputs=[p for b in bands for p in files[b]],
+                   name=f"{stem}{cube_suffix(instrument, bands)}_s3d.fits",
+                   rois=params.rois if pointcloud else 0.0, roiw=params.roiw if pointcloud else 0.0,
+                   weight_power=params.weight_power if pointcloud else 0.0)
+
+
+def build_cube(
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    *,
+    channel: str | Sequence[str] | None = None,
+    band: str | Sequence[str] | None = None,
+    grating: str | Sequence[str] | None = None,
+    filter: str | Sequence[str] | None = None,
+    weighting: str = "drizzle",
+    coord_system: str = "skyalign",
+    scalexy: float = 0.0,
+    scalew: float = 0.0,
+    rois: float = 0.0,
+    roiw: float = 0.0,
+    weight_power: float = 2.0,
+    output_type: str = "band",
+    cubepars: str | os.PathLike[str] | None = None,
+    backend: str = "auto",
+    output_dir: str | os.PathLike[str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[IFUCube]:
+    """Build IFU cubes from calibrated ``_cal.fits`` files, as jwst 3.0.0's CubeBuildStep.
+
+    Parameters
+    ----------
+    inputs
+        One path or several: MIRI MRS (``MIR_MRS``) or NIRSpec IFU (``NRS_IFU``) calibrated
+        images whose assign_wcs gwcs is stored in the file.
+    channel, band
+        MIRI selection (``"1"`` or ``"1,2"``; ``"short"``, ``"medium"``, ``"long"``). Giving
+        either builds one cube of all selected bands (jwst's ``output_type='user'``).
+    grating, filter
+        NIRSpec selection, likewise.
+    weighting
+        ``"drizzle"`` (3-D overlap, default), ``"emsm"`` or ``"msm"``.
+    coord_system
+        ``"skyalign"`` (alias ``"world"``: north up, east left) or ``"ifualign"``.
+    scalexy, scalew, rois, roiw, weight_power
+        Spaxel size [arcsec], plane width [um], spatial and spectral region of interest,
+        msm power; 0 means "from CUBEPAR" (``weight_power`` defaults to 2, as in jwst).
+    output_type
+        ``"band"`` (one cube per band), ``"channel"`` / ``"grating"`` (one per channel or
+        grating). ``"multi"`` (non-linear wavelength axis) is not supported yet.
+    cubepars
+        CUBEPAR reference file; None asks the local CRDS cache (needs crds and CRDS_PATH).
+    backend
+        ``"cpu"``, ``"gpu"`` or ``"auto"`` for the voxel sums.
+    output_dir
+        When given, each cube is written there as ``{name}_s3d.fits`` (atomically).
+    progress
+        Called as ``progress(files_done, files_total)``.
+
+    Returns
+    -------
+    list of IFUCube
+        One cube per band (or channel, or user selection), in jwst's band order.
+    """
+    if weighting not in WEIGHTINGS:
+        raise InputError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+    if coord_system not in COORD_SYSTEMS:
+        raise InputError(f"coord_system must be skyalign or ifualign, got {coord_system!r}")
+    if output_type not in OUTPUT_TYPES:
+        raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)} (multi is not supported yet), "
+                         f"got {output_type!r}")
+    paths = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
+    if not paths:
+        raise InputError("no input files")
+    infos = _scan(paths)
+    instrument = infos[0].instrument
+    if instrument != "MIRI":
+        raise InputError("NIRSpec IFU cubes are not supported yet by gpucal.build_cube")
+    bands = _select_bands(infos, channel, band, grating, filter)
+    user_selected = any(v is not None for v in (channel, band, grating, filter))
+    groups = _group_bands(bands, output_type, user_selected)
+    pars = _resolve_cubepars(cubepars, instrument, weighting, paths[0])
+    files = {b: [i.path for i in infos if b in i.bands] for b in bands}
+    backend_name = backend
+    user = dict(scalexy=scalexy, scalew=scalew, rois=rois, roiw=roiw, weight_power=weight_power)
+    total = sum(len(files[b]) for g in groups for b in g)
+    done = [0]
+    cubes = []
+    for group in groups:
+        cube = _one_cube(files, group, pars, weighting=weighting, coord_system=coord_system,
+                         output_type=output_type, user=user, backend=backend_name, progress=progress,
+                         done=done, total=total)
+        if output_dir is not None:
+            cube.to_fits(Path(output_dir) / cube.name)
+        cubes.append(cube)
+    return cubes

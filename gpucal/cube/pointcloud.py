@@ -1,0 +1,145 @@
+"""Detector pixels of one IFU exposure and band -> points (sky position, wavelength, flux, error).
+
+The sky positions come from the gwcs stored in the ``_cal`` file (frames ``detector`` ->
+``alpha_beta`` -> world for MIRI). Everything here is host work; the sums receive the
+float64 arrays of :class:`PointCloud`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import dq as dqflags
+from ..errors import FileFormatError
+from .grid import CubeGrid, radec2std
+
+log = logging.getLogger(__name__)
+
+#: MIRI channel -> (first slice, last slice, first detector column, end column (exclusive)).
+MIRI_CHANNELS = {
+    "1": (101, 121, 0, 512),
+    "2": (201, 217, 513, 1031),
+    "3": (301, 316, 513, 1031),
+    "4": (401, 412, 0, 512),
+}
+
+#: Half-width (pixels) of the pixel footprint used for drizzle corners, as in jwst.
+_HALF = 0.4999
+
+
+@dataclass
+class PointCloud:
+    """Points of one file kept for a cube, in detector row-major order."""
+
+    coord1: np.ndarray
+    coord2: np.ndarray
+    wave: np.ndarray
+    flux: np.ndarray
+    err: np.ndarray
+    slice_no: np.ndarray
+    x_det: np.ndarray
+    y_det: np.ndarray
+    dwave: np.ndarray | None = None
+    corners: tuple[np.ndarray, ...] | None = None  # xi1, eta1, ..., xi4, eta4
+
+    def __len__(self) -> int:
+        return self.wave.size
+
+
+def miri_column_range(wcs, channel: str) -> tuple[int, int]:
+    """Image columns of a MIRI channel (through the ``coordinates`` frame of resampled data)."""
+    xstart, xend = MIRI_CHANNELS[channel][2:]
+    if "coordinates" in wcs.available_frames:
+        xc, _ = wcs.get_transform("detector", "coordinates")([xstart, xend], [0, 0])
+        return int(np.floor(xc[0])), int(np.ceil(xc[1]))
+    return xstart, xend
+
+
+def miri_pixel_grid(shape: tuple[int, int], wcs, channel: str) -> tuple[np.ndarray, np.ndarray]:
+    """Flattened (x, y) of all rows and the channel's columns, row-major."""
+    xc_start, xc_end = miri_column_range(wcs, channel)
+    y, x = np.mgrid[: shape[0], xc_start:xc_end]
+    return x.ravel(), y.ravel()
+
+
+def miri_slice_map(exposure, channel: str) -> np.ndarray:
+    """Slice number of every detector pixel: the REGIONS array, else the WCS label mapper."""
+    if exposure.regions is not None:
+        return exposure.regions
+    det2ab = exposure.wcs.get_transform("detector", "alpha_beta")
+    mapper = getattr(getattr(det2ab, "label_mapper", None), "mapper", None)
+    if mapper is None:
+        raise FileFormatError(f"{exposure.path}: no REGIONS array and no slice label mapper in the WCS")
+    first, last = MIRI_CHANNELS[channel][:2]
+    out = np.zeros(exposure.data.shape, dtype=int)
+    inside = (mapper >= first) & (mapper <= last)
+    out[inside] = mapper[inside]
+    return out
+
+
+def _miri_sky(exposure, channel: str, drizzle: bool):
+    """All valid-RA pixels of the channel: x, y, ra, dec, wave, slice, dwave, corners (ra/dec)."""
+    wcs = exposure.wcs
+    x, y = miri_pixel_grid(exposure.data.shape, wcs, channel)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "invalid value", RuntimeWarning)
+        ra, dec, wave = wcs(x, y)
+    keep = ~np.isnan(ra)
+    x, y, ra, dec, wave = x[keep], y[keep], ra[keep], dec[keep], wave[keep]
+    slice_no = miri_slice_map(exposure, channel)[y, x]
+    if not drizzle:
+        return x, y, ra, dec, wave, slice_no, None, None
+    _, _, w1 = wcs(x, y - _HALF)
+    _, _, w2 = wcs(x, y + _HALF)
+    dwave = np.abs(w1 - w2)
+    frame = wcs.available_frames[0]
+    alpha1, beta, _ = wcs.transform(frame, "alpha_beta", x - _HALF, y)
+    alpha2, _, _ = wcs.transform(frame, "alpha_beta", x + _HALF, y)
+    distinct = np.unique(beta)
+    dbeta = np.abs(distinct[1] - distinct[0])  # slice width from the two smallest beta values
+    out = wcs.output_frame
+    corners = []
+    for a, b in ((alpha1, beta - dbeta / 2.0), (alpha1, beta + dbeta / 2.0),
+                 (alpha2, beta + dbeta / 2.0), (alpha2, beta - dbeta / 2.0)):
+        cra, cdec, _ = wcs.transform("alpha_beta", out, a, b, wave)
+        corners += [cra, cdec]
+    return x, y, ra, dec, wave, slice_no, dwave, corners
+
+
+def miri_points(exposure, channel: str, grid: CubeGrid, *, drizzle: bool,
+                wave_tolerance: float | None) -> PointCloud | None:
+    """Points of one MIRI exposure and channel for ``grid``; None when no pixel is usable.
+
+    ``wave_tolerance``: how far outside ``[zcoord[0], zcoord[-1]]`` a point may lie (point
+    cloud: roiw); for drizzle it is ``cdelt3 + max(dwave)`` and computed here (pass None).
+    """
+    x, y, ra, dec, wave, slice_no, dwave, corners = _miri_sky(exposure, channel, drizzle)
+    flux = exposure.data[y, x]
+    err = exposure.err[y, x]
+    dq = exposure.dq[y, x]
+    if drizzle:
+        wave_tolerance = grid.cdelt3 + np.nanmax(dwave)
+    lo = grid.zcoord[0] - wave_tolerance
+    hi = grid.zcoord[-1] + wave_tolerance
+    bad = (dq & (dqflags.DO_NOT_USE | dqflags.PIXEL["NON_SCIENCE"])).astype(bool)
+    good = np.where(~bad & np.isfinite(flux) & (wave >= lo) & (wave <= hi))
+    if good[0].size == 0:
+        log.warning("no valid pixels in %s for channel %s", exposure.path, channel)
+        return None
+    coord1, coord2 = radec2std(grid.crval1, grid.crval2, ra[good], dec[good], grid.rot_angle)
+    cloud = PointCloud(
+        coord1=coord1, coord2=coord2, wave=wave[good].astype(np.float64),
+        flux=flux[good].astype(np.float64), err=err[good].astype(np.float64),
+        slice_no=slice_no[good].astype(np.float64), x_det=x[good], y_det=y[good],
+    )
+    if drizzle:
+        cloud.dwave = dwave[good].astype(np.float64)
+        projected = []
+        for i in range(0, 8, 2):
+            projected += radec2std(grid.crval1, grid.crval2, corners[i][good], corners[i + 1][good], grid.rot_angle)
+        cloud.corners = tuple(projected)
+    return cloud
