@@ -39,11 +39,11 @@ class VoxelSums:
 
     def add(self, flux, weight, var, count, dq) -> None:
         """Add one file's sums (file order matters: float64 addition is not associative)."""
-        self.flux = self.flux + np.asarray(flux, np.float64)
-        self.weight = self.weight + np.asarray(weight, np.float64)
-        self.var = self.var + np.asarray(var, np.float64)
-        self.count = self.count + np.asarray(count, np.float64)
-        self.dq = np.bitwise_or(self.dq, np.asarray(dq).astype(np.uint32))
+        self.flux += np.asarray(flux, np.float64)  # in place: same rounding as T = T + F
+        self.weight += np.asarray(weight, np.float64)
+        self.var += np.asarray(var, np.float64)
+        self.count += np.asarray(count, np.float64)
+        self.dq |= np.asarray(dq).astype(np.uint32)
 
 
 def final_dq(weight: np.ndarray, dq: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
