@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     cube.add_argument("--coord-system", choices=("skyalign", "ifualign"), default="skyalign",
                       help="cube axes: north up (skyalign, default) or along the slices (ifualign)")
     cube.add_argument("--output-type", choices=("band", "channel"), default="band",
-                      help="one cube per band (default) or per channel, unless --channel/--band select")
+                      help="one cube per band (default) or per channel")
     cube.add_argument("--cubepars", type=Path, metavar="CUBEPAR.fits", help="cube parameter reference file")
     cube.add_argument("-o", "--output-dir", type=Path, metavar="DIR",
                       help="where to write the cubes (default: next to the first FILE)")

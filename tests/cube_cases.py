@@ -33,7 +33,7 @@ def _tables():
     return alpha, beta, regions
 
 
-def miri_wcs(ra0: float, dec0: float, roll: float):
+def miri_wcs(ra0: float, dec0: float, roll: float, lam0: float = LAM0):
     """gwcs detector -> alpha_beta -> world of the synthetic channel-1 detector."""
     from astropy import coordinates as coord
     from astropy import units as u
@@ -46,7 +46,7 @@ def miri_wcs(ra0: float, dec0: float, roll: float):
     det2ab = models.Mapping((0, 0, 0, 1)) | (
         models.Tabular1D(points=pts, lookup_table=alpha, method="linear", bounds_error=False, fill_value=np.nan)
         & models.Tabular1D(points=pts, lookup_table=beta, method="nearest", bounds_error=False, fill_value=np.nan)
-        & models.Polynomial2D(1, c0_0=LAM0, c1_0=DLAM_DX, c0_1=DLAM_DY)
+        & models.Polynomial2D(1, c0_0=lam0, c1_0=DLAM_DX, c0_1=DLAM_DY)
     )
     sky = ((models.Rotation2D(roll) | (models.Scale(1 / 3600.0) & models.Scale(1 / 3600.0)))
            | models.Pix2Sky_TAN() | models.RotateNative2Celestial(ra0, dec0, 180.0))
@@ -63,7 +63,7 @@ def miri_wcs(ra0: float, dec0: float, roll: float):
 
 
 def miri_cal(path: Path, *, ra0=45.0, dec0=-30.0, roll=20.0, seed=0, exp_type="MIR_MRS",
-             with_wcs=True, band="SHORT") -> Path:
+             with_wcs=True, band="SHORT", channel="12", lam0=LAM0) -> Path:
     """Write one synthetic MIRI MRS channel-1/2 ``_cal.fits`` (flux = smooth source + noise)."""
     from stdatamodels.jwst import datamodels
 
@@ -85,13 +85,13 @@ def miri_cal(path: Path, *, ra0=45.0, dec0=-30.0, roll=20.0, seed=0, exp_type="M
     meta.filename = Path(path).name
     meta.instrument.name = "MIRI"
     meta.instrument.detector = "MIRIFUSHORT"
-    meta.instrument.channel = "12"
+    meta.instrument.channel = channel
     meta.instrument.band = band
     meta.exposure.type = exp_type
     meta.target.type = "FIXED"
     if with_wcs:
         meta.cal_step.assign_wcs = "COMPLETE"
-        meta.wcs = miri_wcs(ra0, dec0, roll)
+        meta.wcs = miri_wcs(ra0, dec0, roll, lam0)
     model.save(str(path))
     model.close()
     return Path(path)

@@ -95,9 +95,7 @@ def _select_bands(infos: list[_FileInfo], channel, band, grating, filter_) -> li
     return chosen
 
 
-def _group_bands(bands: list[Band], output_type: str, user_selected: bool) -> list[list[Band]]:
-    if user_selected:
-        return [bands]
+def _group_bands(bands: list[Band], output_type: str) -> list[list[Band]]:
     if output_type == "band":
         return [[b] for b in bands]
     return [[b for b in bands if b[0] == key] for key in dict.fromkeys(b[0] for b in bands)]
@@ -222,7 +220,7 @@ def _file_sums(exp: IFUExposure, band: Band, grid: CubeGrid, params: _CubeParams
 
 
 def _one_cube(files: dict[Band, list[Path]], bands: list[Band], pars: CubePars, *, weighting: str,
-              coord_system: str, output_type: str, user: dict, backend: str,
+              coord_system: str, output_type: str, user: dict, backend: str, stem: str,
               progress: ProgressCallback | None, done: list[int], total: int) -> IFUCube:
     nfiles = sum(len(files[b]) for b in bands)
     params = _parameters([pars.band(b) for b in bands], nfiles, weighting, **user)
@@ -244,8 +242,6 @@ def _one_cube(files: dict[Band, list[Path]], bands: list[Band], pars: CubePars, 
             if progress is not None:
                 progress(done[0], total)
     flux, err, dq, wmap = finalize(totals, grid.shape, instrument)
-    first = files[bands[0]][0]
-    stem = first.name[: -len("_cal.fits")] if first.name.endswith("_cal.fits") else first.stem
     pointcloud = weighting != "drizzle"
     return IFUCube(data=flux.astype(np.float32), err=err.astype(np.float32), dq=dq.astype(np.uint32),
                    wmap=wmap.astype(np.float32), grid=grid, instrument=instrument, bands=list(bands),
@@ -284,8 +280,10 @@ def build_cube(
         One path or several: MIRI MRS (``MIR_MRS``) or NIRSpec IFU (``NRS_IFU``) calibrated
         images whose assign_wcs gwcs is stored in the file.
     channel, band
-        MIRI selection (``"1"`` or ``"1,2"``; ``"short"``, ``"medium"``, ``"long"``). Giving
-        either builds one cube of all selected bands (jwst's ``output_type='user'``).
+        MIRI selection (``"1"`` or ``"1,2"``; ``"short"``, ``"medium"``, ``"long"``). They
+        only select bands; ``output_type`` decides how the bands are grouped into cubes (in
+        jwst 3.0.0 the 'user' output type that a selection sets is overwritten by
+        ``output_type``).
     grating, filter
         NIRSpec selection, likewise.
     weighting
@@ -327,17 +325,18 @@ def build_cube(
     if instrument != "MIRI":
         raise InputError("NIRSpec IFU cubes are not supported yet by gpucal.build_cube")
     bands = _select_bands(infos, channel, band, grating, filter)
-    user_selected = any(v is not None for v in (channel, band, grating, filter))
-    groups = _group_bands(bands, output_type, user_selected)
+    groups = _group_bands(bands, output_type)
     pars = _resolve_cubepars(cubepars, instrument, weighting, paths[0])
     files = {b: [i.path for i in infos if b in i.bands] for b in bands}
     backend_name = backend
     user = dict(scalexy=scalexy, scalew=scalew, rois=rois, roiw=roiw, weight_power=weight_power)
     total = sum(len(files[b]) for g in groups for b in g)
     done = [0]
+    first = paths[0].name  # jwst names every cube after the first input
+    stem = first[: -len("_cal.fits")] if first.endswith("_cal.fits") else paths[0].stem
     cubes = []
     for group in groups:
-        cube = _one_cube(files, group, pars, weighting=weighting, coord_system=coord_system,
+        cube = _one_cube(files, group, pars, weighting=weighting, coord_system=coord_system, stem=stem,
                          output_type=output_type, user=user, backend=backend_name, progress=progress,
                          done=done, total=total)
         if output_dir is not None:
