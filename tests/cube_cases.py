@@ -106,3 +106,84 @@ def miri_dithers(directory: Path, n: int = 2, **kw) -> list[Path]:
         paths.append(miri_cal(directory / f"dither{i + 1}_cal.fits", ra0=45.0 + dx / 3600.0 / np.cos(np.radians(30.0)),
                               dec0=-30.0 + dy / 3600.0, seed=i, **kw))
     return paths
+
+
+# ----------------------------------------------------------------------------- NIRSpec IFU
+
+NRS_SLICES, NRS_H, NRS_Y0, NRS_NX, NRS_NY = 30, 4, 3, 120, 130
+NRS_ACROSS, NRS_ALONG, NRS_LAM0, NRS_DLAM = 0.1, 0.1, 1.395, 5.0e-4
+
+
+def nirspec_wcs(ra0: float, dec0: float, roll: float):
+    """IFU gwcs detector -> slicer -> world whose first transform takes the slice as ``name``.
+
+    Slice s covers detector rows NRS_Y0 + 4 s .. + 3 (a compound bounding box keyed by
+    ``name``, as jwst's slice selection expects); across = slice position, along = row
+    offset inside the slice, wavelength linear in x.
+    """
+    from astropy import coordinates as coord
+    from astropy import units as u
+    from astropy.modeling import models
+    from astropy.modeling.bounding_box import CompoundBoundingBox
+    from gwcs import coordinate_frames as cf
+    from gwcs import wcs
+
+    half = (NRS_SLICES - 1) / 2.0
+    det2slicer = models.Mapping((0, 1, 0, 2, 1)) | (
+        models.Polynomial2D(1, c0_0=-half * NRS_ACROSS, c1_0=NRS_ACROSS, c0_1=0.0)
+        & models.Polynomial2D(1, c0_0=-(NRS_Y0 + (NRS_H - 1) / 2.0) * NRS_ALONG, c1_0=-NRS_H * NRS_ALONG,
+                              c0_1=NRS_ALONG)
+        & models.Linear1D(slope=NRS_DLAM, intercept=NRS_LAM0)
+    )
+    det2slicer.inputs = ("name", "x", "y")
+    det2slicer.outputs = ("across", "along", "lam")
+    boxes = {(s,): ((-0.5, NRS_NX - 0.5), (NRS_Y0 + s * NRS_H - 0.5, NRS_Y0 + (s + 1) * NRS_H - 0.5))
+             for s in range(NRS_SLICES)}
+    det2slicer.bounding_box = CompoundBoundingBox.validate(det2slicer, boxes, selector_args=[("name", True)],
+                                                           order="F")
+    sky = ((models.Rotation2D(roll) | (models.Scale(1 / 3600.0) & models.Scale(1 / 3600.0)))
+           | models.Pix2Sky_TAN() | models.RotateNative2Celestial(ra0, dec0, 180.0))
+    detector = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
+    spec = cf.SpectralFrame(name="spec", axes_order=(2,), unit=(u.micron,), axes_names=("wavelength",))
+    slicer = cf.CompositeFrame([cf.Frame2D(name="slicer_spatial", axes_order=(0, 1), unit=(u.arcsec, u.arcsec),
+                                           axes_names=("across", "along")), spec], name="slicer")
+    world = cf.CompositeFrame([cf.CelestialFrame(name="sky", axes_order=(0, 1), reference_frame=coord.ICRS()),
+                               spec], name="world")
+    return wcs.WCS([(detector, det2slicer), (slicer, sky & models.Identity(1)), (world, None)])
+
+
+def nirspec_cal(path: Path, *, ra0=45.0, dec0=-30.0, roll=20.0, seed=0) -> Path:
+    """Write one synthetic NIRSpec IFU G140H/F100LP ``_cal.fits``."""
+    from stdatamodels.jwst import datamodels
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:NRS_NY, :NRS_NX]
+    model = datamodels.IFUImageModel((NRS_NY, NRS_NX))
+    model.data = (5.0 + 20.0 * np.exp(-((y % NRS_H) - 1.5) ** 2) * (1 + 0.2 * np.cos(x / 7.0))
+                  + rng.normal(0, 0.3, (NRS_NY, NRS_NX))).astype(np.float32)
+    model.err = (0.3 + 0.03 * rng.random((NRS_NY, NRS_NX))).astype(np.float32)
+    dq = np.zeros((NRS_NY, NRS_NX), dtype=np.uint32)
+    dq[rng.random((NRS_NY, NRS_NX)) < 0.01] |= 1
+    model.dq = dq
+    model.data[rng.random((NRS_NY, NRS_NX)) < 0.005] = np.nan
+    meta = model.meta
+    meta.filename = Path(path).name
+    meta.instrument.name = "NIRSPEC"
+    meta.instrument.detector = "NRS1"
+    meta.instrument.grating = "G140H"
+    meta.instrument.filter = "F100LP"
+    meta.exposure.type = "NRS_IFU"
+    meta.target.type = "FIXED"
+    meta.cal_step.assign_wcs = "COMPLETE"
+    meta.wcs = nirspec_wcs(ra0, dec0, roll)
+    model.save(str(path))
+    model.close()
+    return Path(path)
+
+
+def nirspec_dithers(directory: Path, n: int = 2) -> list[Path]:
+    """``n`` dithered NIRSpec exposures."""
+    offsets = [(0.0, 0.0), (0.05, -0.07), (-0.06, 0.04), (0.03, 0.08)]
+    return [nirspec_cal(directory / f"nrs{i + 1}_g140h_cal.fits",
+                        ra0=45.0 + dx / 3600.0 / np.cos(np.radians(30.0)), dec0=-30.0 + dy / 3600.0, seed=i)
+            for i, (dx, dy) in enumerate(offsets[:n])]

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("stdatamodels")
 pytest.importorskip("gwcs")
 
-from cube_cases import miri_cal, miri_dithers  # noqa: E402
+from cube_cases import miri_cal, miri_dithers, nirspec_dithers  # noqa: E402
 
 from gpucal.cli import main  # noqa: E402
 from gpucal.cube import build_cube, read_cubepars, write_synthetic_cubepars  # noqa: E402
@@ -142,6 +142,25 @@ def test_two_bands_one_cube_per_band(data, two_bands, jwst_cube, tmp_path):
     for ref, cube in zip(refs, cubes):
         assert cube.path.name == ref.meta.filename + "_s3d.fits"
         _assert_same_cube(ref, cube.path)
+
+
+@pytest.fixture(scope="module")
+def nirspec(tmp_path_factory):
+    d = tmp_path_factory.mktemp("nrs")
+    return {"files": nirspec_dithers(d, 2), "cubepar": write_synthetic_cubepars(d / "cubepar.fits", "NIRSPEC")}
+
+
+@pytest.mark.parametrize("weighting,coord_system", [
+    ("drizzle", "skyalign"), ("emsm", "ifualign"), ("msm", "skyalign"),
+])
+def test_nirspec_matches_cube_build_step(nirspec, jwst_cube, tmp_path, weighting, coord_system):
+    ref = jwst_cube(nirspec["files"], nirspec["cubepar"], weighting=weighting, coord_system=coord_system)
+    cubes = build_cube(nirspec["files"], cubepars=nirspec["cubepar"], weighting=weighting,
+                       coord_system=coord_system, output_dir=tmp_path)
+    assert len(ref) == len(cubes) == 1
+    assert cubes[0].bands == [("g140h", "f100lp")]
+    assert cubes[0].path.name == "nrs1_g140h-f100lp_s3d.fits" == ref[0].meta.filename + "_s3d.fits"
+    _assert_same_cube(ref[0], cubes[0].path)
 
 
 def test_output_type_band_builds_one_cube_per_band(data, tmp_path):

@@ -25,8 +25,10 @@ from . import sums as cube_sums
 from .cubepars import MIRI_BANDS, BandPars, CubePars, crds_cubepars, read_cubepars
 from .exposure import IFUExposure, open_exposure
 from .finalize import VoxelSums, finalize
-from .grid import CubeGrid, corners_from_points, corners_from_s_region, ifualign_angle, make_grid
-from .pointcloud import MIRI_CHANNELS, miri_pixel_grid, miri_points
+from .grid import (CubeGrid, corners_from_points, corners_from_s_region, corners_from_slices, ifualign_angle,
+                   make_grid)
+from .pointcloud import (MIRI_CHANNELS, NIRSPEC_SLICES, _slice_pixels, exposure_points, miri_pixel_grid,
+                         nirspec_slice_wcs)
 from .s3d import IFUCube, cube_suffix
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 WEIGHTINGS = ("drizzle", "msm", "emsm")
 COORD_SYSTEMS = ("skyalign", "world", "ifualign")
 OUTPUT_TYPES = ("band", "channel", "grating")
+#: NIRSpec band order of jwst's band coverage (gratings, then filters).
+NIRSPEC_GRATINGS = ("g140m", "g140h", "g235m", "g235h", "g395m", "g395h", "prism")
+NIRSPEC_FILTERS = ("f070lp", "f100lp", "g170lp", "f290lp", "clear", "opaque")
 
 Band = tuple[str, str]
 
@@ -84,7 +89,7 @@ def _select_bands(infos: list[_FileInfo], channel, band, grating, filter_) -> li
         ordered = [(c, s) for c in "1234" for s in MIRI_BANDS if (c, s) in present]
         want1, want2 = _as_list(channel), _as_list(band)
     else:
-        ordered = sorted(present)
+        ordered = [(g, f) for g in NIRSPEC_GRATINGS for f in NIRSPEC_FILTERS if (g, f) in present]
         want1, want2 = _as_list(grating), _as_list(filter_)
     chosen = [b for b in ordered if (want1 is None or b[0] in want1) and (want2 is None or b[1] in want2)]
     if not chosen:
@@ -145,8 +150,18 @@ def _parameters(pars: list[BandPars], nfiles: int, weighting: str, *, scalexy, s
                        rois, roiw, weight_power, softrad, scalerad)
 
 
-def _miri_rotation(exp: IFUExposure, channel: str) -> float:
-    """ifualign angle: direction of alpha at beta 0 and the channel's median wavelength."""
+def _rotation(exp: IFUExposure, band: Band) -> float:
+    """ifualign angle: direction along the slices at the median wavelength of the first file."""
+    if exp.instrument == "NIRSPEC":
+        sw = nirspec_slice_wcs(exp, 0)
+        x, y = _slice_pixels(sw)
+        _, _, lam = sw.get_transform(exp.wcs.available_frames[0], "slicer")(x, y)
+        to_world = sw.get_transform("slicer", sw.output_frame.name)
+        lam_med = np.nanmedian(lam)
+        ra1, dec1, _ = to_world(0, 0, lam_med)
+        ra2, dec2, _ = to_world(0, 0.005, lam_med)
+        return ifualign_angle(ra1, dec1, ra2, dec2)
+    channel = band[0]
     x, y = miri_pixel_grid(exp.data.shape, exp.wcs, channel)
     frame = exp.wcs.available_frames[0]
     _, _, lam = exp.wcs.get_transform(frame, "alpha_beta")(x.reshape(exp.data.shape[0], -1),
@@ -159,10 +174,15 @@ def _miri_rotation(exp: IFUExposure, channel: str) -> float:
 
 
 def _file_corners(exp: IFUExposure, band: Band, use_s_region: bool):
-    if use_s_region and exp.s_region and exp.target_type != "MOVING":
+    if use_s_region and exp.s_region and exp.spectral_region and exp.target_type != "MOVING":
         return corners_from_s_region(exp.s_region)
-    if exp.instrument != "MIRI":
-        raise InputError("NIRSpec IFU cubes are not supported yet by gpucal.build_cube")
+    if exp.instrument == "NIRSPEC":
+        slices = []
+        for i in range(NIRSPEC_SLICES):
+            sw = nirspec_slice_wcs(exp, i)
+            ra, dec, _ = sw(*_slice_pixels(sw))
+            slices.append((ra, dec))
+        return corners_from_slices(slices)
     x, y = miri_pixel_grid(exp.data.shape, exp.wcs, band[0])
     shape = (exp.data.shape[0], x.size // exp.data.shape[0])
     ra, dec, _ = exp.wcs(x.reshape(shape), y.reshape(shape))
@@ -170,22 +190,25 @@ def _file_corners(exp: IFUExposure, band: Band, use_s_region: bool):
 
 
 def _grid(files: dict[Band, list[Path]], bands: list[Band], params: _CubeParams, coord_system: str,
-          output_type: str) -> CubeGrid:
+          instrument: str) -> CubeGrid:
     rot = None
     if coord_system == "ifualign":
         exp = open_exposure(files[bands[0]][0])
         try:
-            rot = _miri_rotation(exp, bands[0][0])
+            rot = _rotation(exp, bands[0])
         finally:
             exp.model.close()
-    use_s_region = coord_system in ("skyalign", "world") and not any(b[0] in ("1", "3") for b in bands)
+    # jwst takes the footprint from S_REGION only for skyalign, and never for MIRI cubes
+    # involving channel 1 or 3.
+    use_s_region = coord_system in ("skyalign", "world") and not (
+        instrument == "MIRI" and any(b[0] in ("1", "3") for b in bands))
     corner_a: list[float] = []
     corner_b: list[float] = []
     for band in bands:
         for path in files[band]:
             exp = open_exposure(path)
             try:
-                a, b = _file_corners(exp, band, use_s_region and output_type != "multi")
+                a, b = _file_corners(exp, band, use_s_region)
             finally:
                 exp.model.close()
             corner_a += a
@@ -196,10 +219,10 @@ def _grid(files: dict[Band, list[Path]], bands: list[Band], params: _CubeParams,
 def _file_sums(exp: IFUExposure, band: Band, grid: CubeGrid, params: _CubeParams, weighting: str,
                backend: str):
     drizzle = weighting == "drizzle"
-    cloud = miri_points(exp, band[0], grid, drizzle=drizzle, wave_tolerance=None if drizzle else params.roiw)
+    cloud = exposure_points(exp, band, grid, drizzle=drizzle, wave_tolerance=None if drizzle else params.roiw)
     if cloud is None:
         return None
-    start, end = MIRI_CHANNELS[band[0]][:2]
+    start, end = MIRI_CHANNELS[band[0]][:2] if exp.instrument == "MIRI" else (0, 0)
     common = dict(instrument=exp.instrument, start_region=start, end_region=end, xcoord=grid.xcoord,
                   ycoord=grid.ycoord, zcoord=grid.zcoord, coord1=cloud.coord1, coord2=cloud.coord2,
                   wave=cloud.wave, flux=cloud.flux, err=cloud.err, slice_no=cloud.slice_no,
@@ -220,11 +243,11 @@ def _file_sums(exp: IFUExposure, band: Band, grid: CubeGrid, params: _CubeParams
 
 
 def _one_cube(files: dict[Band, list[Path]], bands: list[Band], pars: CubePars, *, weighting: str,
-              coord_system: str, output_type: str, user: dict, backend: str, stem: str,
+              coord_system: str, user: dict, backend: str, stem: str,
               progress: ProgressCallback | None, done: list[int], total: int) -> IFUCube:
     nfiles = sum(len(files[b]) for b in bands)
     params = _parameters([pars.band(b) for b in bands], nfiles, weighting, **user)
-    grid = _grid(files, bands, params, coord_system, output_type)
+    grid = _grid(files, bands, params, coord_system, pars.instrument)
     nz, ny, nx = grid.shape
     log.info("cube %s: %d x %d spaxels x %d planes, %d files", bands, nx, ny, nz, nfiles)
     totals = VoxelSums.zeros(nx * ny * nz)
@@ -322,8 +345,6 @@ def build_cube(
         raise InputError("no input files")
     infos = _scan(paths)
     instrument = infos[0].instrument
-    if instrument != "MIRI":
-        raise InputError("NIRSpec IFU cubes are not supported yet by gpucal.build_cube")
     bands = _select_bands(infos, channel, band, grating, filter)
     groups = _group_bands(bands, output_type)
     pars = _resolve_cubepars(cubepars, instrument, weighting, paths[0])
@@ -334,10 +355,12 @@ def build_cube(
     done = [0]
     first = paths[0].name  # jwst names every cube after the first input
     stem = first[: -len("_cal.fits")] if first.endswith("_cal.fits") else paths[0].stem
+    if instrument == "NIRSPEC" and stem[stem.rfind("_") + 1:] in NIRSPEC_GRATINGS:
+        stem = stem[: stem.rfind("_")]  # the grating is part of the cube suffix
     cubes = []
     for group in groups:
         cube = _one_cube(files, group, pars, weighting=weighting, coord_system=coord_system, stem=stem,
-                         output_type=output_type, user=user, backend=backend_name, progress=progress,
+                         user=user, backend=backend_name, progress=progress,
                          done=done, total=total)
         if output_dir is not None:
             cube.to_fits(Path(output_dir) / cube.name)

@@ -176,10 +176,9 @@ def write_synthetic_cubepars(path: str | os.PathLike[str], instrument: str = "MI
             hdu = fits.BinTableHDU.from_columns(wcols + more)
             hdu.header["EXTNAME"] = f"{prefix}_{kind}"
             hdus.append(hdu)
-        if instrument == "MIRI":
-            hdu = fits.BinTableHDU.from_columns(wcols[:1])
-            hdu.header["EXTNAME"] = "MULTICHANNEL_DRIZ"
-            hdus.append(hdu)
+        hdu = fits.BinTableHDU.from_columns(wcols[:1])
+        hdu.header["EXTNAME"] = f"{prefix}_DRIZ" if instrument == "MIRI" else f"{prefix}_DRIZZLE"
+        hdus.append(hdu)
     path = Path(path)
     with atomic_write(path) as fh:
         fits.HDUList(hdus).writeto(fh)

@@ -38,6 +38,7 @@ class IFUExposure:
     bands: list[tuple[str, str]]
     model: Any = field(repr=False)
     s_region: str | None = None
+    spectral_region: bool = False
     target_type: str | None = None
 
 
@@ -98,4 +99,5 @@ def open_exposure(path: str | os.PathLike[str]) -> IFUExposure:
         path=path, instrument=instrument, data=model.data, err=model.err, dq=model.dq,
         regions=regions, wcs=wcs, bands=bands, model=model,
         s_region=getattr(meta.wcsinfo, "s_region", None), target_type=meta.target.type,
+        spectral_region=getattr(meta.wcsinfo, "spectral_region", None) is not None,
     )

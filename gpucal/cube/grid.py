@@ -58,6 +58,22 @@ def corners_from_points(ra, dec) -> tuple[list[float], list[float]]:
     return [a_min, a_max, a1, a2], [b1, b2, np.nanmin(b), np.nanmax(b)]
 
 
+def corners_from_slices(slices) -> tuple[list[float], list[float]]:
+    """Footprint corners from per-slice (ra, dec) arrays (NIRSpec): extremes of the slice extremes."""
+    a_slice, b_slice, a_at_b, b_at_a = [], [], [], []
+    for ra, dec in slices:
+        good = np.isfinite(ra) & np.isfinite(dec)
+        a = wrap_ra(ra[good]).ravel()
+        b = np.asarray(dec)[good].ravel()
+        a_slice += [np.nanmin(a), np.nanmax(a)]
+        b_at_a += [b[np.argmin(a)], b[np.argmax(a)]]
+        b_slice += [np.nanmin(b), np.nanmax(b)]
+        a_at_b += [a[np.argmin(b)], a[np.argmax(b)]]
+    a_slice, b_slice = np.array(a_slice), np.array(b_slice)
+    return ([np.nanmin(a_slice), np.nanmax(a_slice), a_at_b[np.argmin(b_slice)], a_at_b[np.argmax(b_slice)]],
+            [b_at_a[np.argmin(a_slice)], b_at_a[np.argmax(a_slice)], np.nanmin(b_slice), np.nanmax(b_slice)])
+
+
 def corners_from_s_region(s_region: str) -> tuple[list[float], list[float]]:
     """Corners from an ``POLYGON ICRS ra1 dec1 ... ra4 dec4`` S_REGION string."""
     s = s_region.split(" ")

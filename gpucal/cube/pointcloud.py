@@ -1,7 +1,7 @@
 """Detector pixels of one IFU exposure and band -> points (sky position, wavelength, flux, error).
 
 The sky positions come from the gwcs stored in the ``_cal`` file (frames ``detector`` ->
-``alpha_beta`` -> world for MIRI). Everything here is host work; the sums receive the
+``alpha_beta`` -> world for MIRI, ``detector`` -> ``slicer`` -> world per slice for NIRSpec). Everything here is host work; the sums receive the
 float64 arrays of :class:`PointCloud`.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import dq as dqflags
-from ..errors import FileFormatError
+from ..errors import FileFormatError, InputError
 from .grid import CubeGrid, radec2std
 
 log = logging.getLogger(__name__)
@@ -110,14 +110,89 @@ def _miri_sky(exposure, channel: str, drizzle: bool):
     return x, y, ra, dec, wave, slice_no, dwave, corners
 
 
-def miri_points(exposure, channel: str, grid: CubeGrid, *, drizzle: bool,
-                wave_tolerance: float | None) -> PointCloud | None:
-    """Points of one MIRI exposure and channel for ``grid``; None when no pixel is usable.
+NIRSPEC_SLICES = 30
+
+
+def nirspec_slice_wcs(exposure, index: int):
+    """gwcs of one NIRSpec IFU slice (0-29), with the slice's bounding box.
+
+    The slice selection of a flight NIRSpec WCS is jwst's (``nrs_wcs_set_input``), so
+    NIRSpec cubes need jwst installed (flight files need its transform classes anyway).
+    """
+    try:
+        from jwst.assign_wcs.nirspec import nrs_wcs_set_input
+    except ImportError:
+        raise InputError("NIRSpec IFU cubes need jwst installed (per-slice WCS selection)") from None
+    return nrs_wcs_set_input(exposure.model, index)
+
+
+def _slice_pixels(slice_wcs):
+    from gwcs import wcstools
+
+    return wcstools.grid_from_bounding_box(slice_wcs.bounding_box, step=(1, 1), center=True)
+
+
+def _nirspec_sky(exposure, drizzle: bool):
+    """All mapped pixels, row-major over the detector; a later slice overwrites an earlier one."""
+    from gwcs.utils import to_index
+
+    shape = exposure.data.shape
+    frame = exposure.wcs.available_frames[0]
+    names = ("ra", "dec", "lam", "dwave", "ra1", "dec1", "ra2", "dec2", "ra3", "dec3", "ra4", "dec4")
+    maps = {n: np.zeros(shape) for n in names}
+    flag = np.zeros(shape)
+    slice_det = np.zeros(shape, dtype=int)
+    if drizzle:
+        centres = []
+        for i in (0, 2):
+            sw = nirspec_slice_wcs(exposure, i)
+            across, _, _ = sw.get_transform(frame, "slicer")(np.mean(sw.bounding_box[0]), np.mean(sw.bounding_box[1]))
+            centres.append(across)
+        width = abs(centres[0] - centres[1])  # two slices apart, as jwst measures it
+    for i in range(NIRSPEC_SLICES):
+        sw = nirspec_slice_wcs(exposure, i)
+        x, y = _slice_pixels(sw)
+        ra, dec, lam = sw(x, y)
+        valid = ~np.isnan(lam)
+        x, y, ra, dec, lam = x[valid], y[valid], ra[valid], dec[valid], lam[valid]
+        values = {"ra": ra, "dec": dec, "lam": lam}
+        if drizzle:
+            _, _, w1 = sw(x - _HALF, y)
+            _, _, w2 = sw(x + _HALF, y)
+            det2slicer = sw.get_transform(frame, "slicer")
+            slicer2world = sw.get_transform("slicer", sw.output_frame)
+            a1, l1, lam1 = det2slicer(x, y - 0.49)
+            a2, l2, lam2 = det2slicer(x, y + 0.49)
+            c = [slicer2world(a1 - width / 2, l1, lam1), slicer2world(a1 + width / 2, l1, lam1),
+                 slicer2world(a2 + width / 2, l2, lam2), slicer2world(a2 - width / 2, l2, lam2)]
+            ok = np.where(~np.isnan(c[0][0]) & ~np.isnan(c[1][0]) & ~np.isnan(c[2][0]) & ~np.isnan(c[3][0]))
+            x, y = x[ok], y[ok]
+            values = {"ra": ra[ok], "dec": dec[ok], "lam": lam[ok], "dwave": np.abs(w1 - w2)[ok]}
+            for k in range(4):
+                values[f"ra{k + 1}"] = c[k][0][ok]
+                values[f"dec{k + 1}"] = c[k][1][ok]
+        xi, yi = to_index(x).ravel(), to_index(y).ravel()
+        for name, v in values.items():
+            maps[name][yi, xi] = np.ravel(v)
+        flag[yi, xi] = 1
+        slice_det[yi, xi] = i + 1
+    y, x = np.where(flag == 1)
+    at = {n: m[y, x] for n, m in maps.items()}
+    corners = [at[n] for n in names[4:]] if drizzle else None
+    return x, y, at["ra"], at["dec"], at["lam"], slice_det[y, x], at["dwave"] if drizzle else None, corners
+
+
+def exposure_points(exposure, band: tuple[str, str], grid: CubeGrid, *, drizzle: bool,
+                    wave_tolerance: float | None) -> PointCloud | None:
+    """Points of one exposure and band for ``grid``; None when no pixel is usable.
 
     ``wave_tolerance``: how far outside ``[zcoord[0], zcoord[-1]]`` a point may lie (point
     cloud: roiw); for drizzle it is ``cdelt3 + max(dwave)`` and computed here (pass None).
     """
-    x, y, ra, dec, wave, slice_no, dwave, corners = _miri_sky(exposure, channel, drizzle)
+    if exposure.instrument == "MIRI":
+        x, y, ra, dec, wave, slice_no, dwave, corners = _miri_sky(exposure, band[0], drizzle)
+    else:
+        x, y, ra, dec, wave, slice_no, dwave, corners = _nirspec_sky(exposure, drizzle)
     flux = exposure.data[y, x]
     err = exposure.err[y, x]
     dq = exposure.dq[y, x]
@@ -128,7 +203,7 @@ def miri_points(exposure, channel: str, grid: CubeGrid, *, drizzle: bool,
     bad = (dq & (dqflags.DO_NOT_USE | dqflags.PIXEL["NON_SCIENCE"])).astype(bool)
     good = np.where(~bad & np.isfinite(flux) & (wave >= lo) & (wave <= hi))
     if good[0].size == 0:
-        log.warning("no valid pixels in %s for channel %s", exposure.path, channel)
+        log.warning("no valid pixels in %s for band %s", exposure.path, "/".join(band))
         return None
     coord1, coord2 = radec2std(grid.crval1, grid.crval2, ra[good], dec[good], grid.rot_angle)
     cloud = PointCloud(
