@@ -190,10 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     cube = sub.add_parser(
         "cube", parents=[verbosity, backend],
-        help="build IFU spectral cubes (_s3d.fits) from MIRI MRS _cal files",
+        help="build IFU spectral cubes (_s3d.fits) from MIRI MRS or NIRSpec IFU _cal files",
         description=(
             "Combine calibrated IFU exposures (_cal.fits with their assign_wcs WCS) into spectral "
-            "cubes as jwst's cube_build step does, and write {name}_ch{N}-{band}_s3d.fits. Sampling "
+            "cubes as jwst's cube_build step does, and write {name}_ch{N}-{band}_s3d.fits (NIRSpec {name}_{grating}-{filter}_s3d.fits). Sampling "
             "and regions of interest come from the CUBEPAR reference (--cubepars, else the local "
             "CRDS cache)."
         ),
@@ -201,12 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     cube.add_argument("files", metavar="FILE", type=Path, nargs="+", help="IFU _cal.fits exposures")
     cube.add_argument("--channel", metavar="CH", help="MIRI channel(s), e.g. 1 or 1,2 (default: all)")
     cube.add_argument("--band", metavar="BAND", help="MIRI band(s): short, medium, long (default: all)")
+    cube.add_argument("--grating", metavar="G", help="NIRSpec grating(s), e.g. g140h (default: all)")
+    cube.add_argument("--filter", metavar="F", help="NIRSpec filter(s), e.g. f100lp (default: all)")
     cube.add_argument("--weighting", choices=("drizzle", "emsm", "msm"), default="drizzle",
                       help="how points are combined (default: drizzle)")
     cube.add_argument("--coord-system", choices=("skyalign", "ifualign"), default="skyalign",
                       help="cube axes: north up (skyalign, default) or along the slices (ifualign)")
-    cube.add_argument("--output-type", choices=("band", "channel"), default="band",
-                      help="one cube per band (default) or per channel")
+    cube.add_argument("--output-type", choices=("band", "channel", "grating", "multi"), default="band",
+                      help="one cube per band (default), per channel or grating, or one 'multi' cube of "
+                           "all bands on the CUBEPAR wavelength table")
     cube.add_argument("--cubepars", type=Path, metavar="CUBEPAR.fits", help="cube parameter reference file")
     cube.add_argument("-o", "--output-dir", type=Path, metavar="DIR",
                       help="where to write the cubes (default: next to the first FILE)")
@@ -463,7 +466,8 @@ def _cmd_cube(args: argparse.Namespace) -> int:
     out_dir: Path = args.output_dir if args.output_dir is not None else args.files[0].parent
     start = time.perf_counter()
     with ProgressReporter(total=len(args.files), desc="cube", unit="file", enabled=not args.quiet) as progress:
-        cubes = build_cube(args.files, channel=args.channel, band=args.band, weighting=args.weighting,
+        cubes = build_cube(args.files, channel=args.channel, band=args.band, grating=args.grating,
+                           filter=args.filter, weighting=args.weighting,
                            coord_system=args.coord_system, output_type=args.output_type,
                            cubepars=args.cubepars, backend=args.backend or "auto", output_dir=out_dir,
                            progress=progress)

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 WEIGHTINGS = ("drizzle", "msm", "emsm")
 COORD_SYSTEMS = ("skyalign", "world", "ifualign")
-OUTPUT_TYPES = ("band", "channel", "grating")
+OUTPUT_TYPES = ("band", "channel", "grating", "multi")
 #: NIRSpec band order of jwst's band coverage (gratings, then filters).
 NIRSPEC_GRATINGS = ("g140m", "g140h", "g235m", "g235h", "g395m", "g395h", "prism")
 NIRSPEC_FILTERS = ("f070lp", "f100lp", "g170lp", "f290lp", "clear", "opaque")
@@ -61,6 +61,7 @@ class _CubeParams:
     weight_power: float
     softrad: float
     scalerad: float
+    table: dict[str, np.ndarray] | None = None  # rows of the CUBEPAR wavelength table (multi)
 
 
 def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
@@ -101,6 +102,8 @@ def _select_bands(infos: list[_FileInfo], channel, band, grating, filter_) -> li
 
 
 def _group_bands(bands: list[Band], output_type: str) -> list[list[Band]]:
+    if output_type == "multi":
+        return [bands]
     if output_type == "band":
         return [[b] for b in bands]
     return [[b for b in bands if b[0] == key] for key in dict.fromkeys(b[0] for b in bands)]
@@ -118,8 +121,23 @@ def _resolve_cubepars(cubepars, instrument: str, weighting: str, first: Path) ->
     return read_cubepars(path, instrument, weighting)
 
 
+def _table_rows(table: dict[str, np.ndarray], wavemin: float, wavemax: float, nfiles: int) -> dict[str, np.ndarray]:
+    """Rows nearest to wavemin..wavemax, one more at an end whose row lies inside the range."""
+    wave = table["wavelength"]
+    imin = int(np.abs(wave - wavemin).argmin())
+    imax = int(np.abs(wave - wavemax).argmin())
+    if imin > 1 and wave[imin] > wavemin:
+        imin -= 1
+    if imax < wave.size - 1 and wavemax > wave[imax]:
+        imax += 1
+    rows = {k: v[imin: imax + 1].copy() for k, v in table.items()}
+    if nfiles < 4:
+        rows["rois"] = rows["rois"] * 1.5
+    return rows
+
+
 def _parameters(pars: list[BandPars], nfiles: int, weighting: str, *, scalexy, scalew, rois, roiw,
-                weight_power) -> _CubeParams:
+                weight_power, table: dict[str, np.ndarray] | None = None) -> _CubeParams:
     sizes = np.array([p.spaxelsize for p in pars])
     steps = np.array([p.spectralstep for p in pars])
     ref = pars[0] if np.all(sizes == sizes[0]) else pars[int(np.argmin(sizes))]
@@ -131,8 +149,11 @@ def _parameters(pars: list[BandPars], nfiles: int, weighting: str, *, scalexy, s
     elif np.all(steps == steps[0]):
         spectral = steps[0]
         roiw_t, power, softrad, scalerad = pars[0].roiw, pars[0].power, pars[0].softrad, pars[0].scalerad
+    elif table is not None:
+        spectral = roiw_t = power = softrad = scalerad = float("nan")  # per point from the table
     else:
-        raise InputError("the selected bands have different SPECTRALSTEP values: pass scalew")
+        raise InputError("the selected bands have different SPECTRALSTEP values: pass scalew "
+                         "or output_type='multi'")
     if rois == 0.0:
         rois = spatial_roi * (1.5 if nfiles < 4 and weighting != "emsm" else 1.0)
     if roiw == 0:
@@ -141,13 +162,23 @@ def _parameters(pars: list[BandPars], nfiles: int, weighting: str, *, scalexy, s
         weight_power = power
     if scalexy != 0:
         spatial = float(scalexy)
-    needed = {"msm": {"rois": rois, "roiw": roiw, "weight_power": weight_power, "softrad": softrad},
-              "emsm": {"rois": rois, "roiw": roiw, "scalerad": scalerad}}.get(weighting, {})
-    missing = [k for k, v in needed.items() if np.isnan(v)]
+    wavemin, wavemax = float(min(p.wavemin for p in pars)), float(max(p.wavemax for p in pars))
+    if table is not None:
+        table = _table_rows(table, wavemin, wavemax, nfiles)
+        needed = {"msm": ("wavelength", "rois", "roiw", "softrad", "power"),
+                  "emsm": ("wavelength", "rois", "roiw", "scalerad")}.get(weighting, ("wavelength",))
+        missing = [k for k in needed if np.isnan(table[k]).all()]
+    else:
+        needed = {"msm": {"rois": rois, "roiw": roiw, "weight_power": weight_power, "softrad": softrad},
+                  "emsm": {"rois": rois, "roiw": roiw, "scalerad": scalerad}}.get(weighting, {})
+        missing = [k for k, v in needed.items() if np.isnan(v)]
     if missing:
         raise InputError(f"cube parameter(s) {', '.join(missing)} are NaN: check the CUBEPAR reference")
-    return _CubeParams(spatial, spectral, float(min(p.wavemin for p in pars)), float(max(p.wavemax for p in pars)),
-                       rois, roiw, weight_power, softrad, scalerad)
+    return _CubeParams(spatial, spectral, wavemin, wavemax, rois, roiw, weight_power, softrad, scalerad, table)
+
+
+def _nirspec_table_name(grating: str) -> str:
+    return "prism" if grating == "prism" else "high" if grating.endswith("h") else "med"
 
 
 def _rotation(exp: IFUExposure, band: Band) -> float:
@@ -201,7 +232,7 @@ def _grid(files: dict[Band, list[Path]], bands: list[Band], params: _CubeParams,
     # jwst takes the footprint from S_REGION only for skyalign, and never for MIRI cubes
     # involving channel 1 or 3.
     use_s_region = coord_system in ("skyalign", "world") and not (
-        instrument == "MIRI" and any(b[0] in ("1", "3") for b in bands))
+        instrument == "MIRI" and params.table is None and any(b[0] in ("1", "3") for b in bands))
     corner_a: list[float] = []
     corner_b: list[float] = []
     for band in bands:
@@ -213,13 +244,26 @@ def _grid(files: dict[Band, list[Path]], bands: list[Band], params: _CubeParams,
                 exp.model.close()
             corner_a += a
             corner_b += b
-    return make_grid(corner_a, corner_b, params.wavemin, params.wavemax, params.spatial, params.spectral, rot)
+    table = None if params.table is None else params.table["wavelength"]
+    return make_grid(corner_a, corner_b, params.wavemin, params.wavemax, params.spatial, params.spectral, rot,
+                     wave_table=table)
+
+
+def _nearest_rows(table_wave: np.ndarray, wave: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Index of the table wavelength nearest to each point (first one on ties), in chunks."""
+    out = np.empty(wave.size, dtype=np.intp)
+    for start in range(0, wave.size, chunk):
+        w = wave[start:start + chunk]
+        out[start:start + w.size] = np.abs(table_wave[None, :] - w[:, None]).argmin(axis=1)
+    return out
 
 
 def _file_sums(exp: IFUExposure, band: Band, grid: CubeGrid, params: _CubeParams, weighting: str,
                backend: str):
     drizzle = weighting == "drizzle"
-    cloud = exposure_points(exp, band, grid, drizzle=drizzle, wave_tolerance=None if drizzle else params.roiw)
+    table = params.table
+    roiw_max = params.roiw if table is None else float(np.max(table["roiw"]))
+    cloud = exposure_points(exp, band, grid, drizzle=drizzle, roiw_max=roiw_max)
     if cloud is None:
         return None
     start, end = MIRI_CHANNELS[band[0]][:2] if exp.instrument == "MIRI" else (0, 0)
@@ -231,22 +275,31 @@ def _file_sums(exp: IFUExposure, band: Band, grid: CubeGrid, params: _CubeParams
         xi1, eta1, xi2, eta2, xi3, eta3, xi4, eta4 = cloud.corners
         return cube_sums.drizzle_sums(
             **common, xi1=xi1, eta1=eta1, xi2=xi2, eta2=eta2, xi3=xi3, eta3=eta3, xi4=xi4, eta4=eta4,
-            dwave=cloud.dwave, cdelt3_mean=np.nanmean(grid.cdelt3_normal), linear=True,
+            dwave=cloud.dwave, cdelt3_mean=np.nanmean(grid.cdelt3_normal), linear=grid.linear,
             x_det=cloud.x_det, y_det=cloud.y_det)
-    n = len(cloud)
-    roiw = np.full(n, params.roiw, dtype=np.float64)
-    return cube_sums.pointcloud_sums(
-        **common, weighting=weighting, rois=np.full(n, params.rois, dtype=np.float64), roiw=roiw,
-        scalerad=np.full(n, params.scalerad, dtype=np.float64),
-        weight_power=np.full(n, params.weight_power, dtype=np.float64),
-        softrad=np.full(n, params.softrad, dtype=np.float64), roiw_ave=np.mean(roiw))
+    if table is None:
+        n = len(cloud)
+        per_point = {k: np.full(n, v, dtype=np.float64) for k, v in (
+            ("rois", params.rois), ("roiw", params.roiw), ("scalerad", params.scalerad),
+            ("weight_power", params.weight_power), ("softrad", params.softrad))}
+    else:
+        rows = _nearest_rows(table["wavelength"], cloud.wave)
+        per_point = {k: table[c][rows] for k, c in (
+            ("rois", "rois"), ("roiw", "roiw"), ("scalerad", "scalerad"), ("weight_power", "power"),
+            ("softrad", "softrad"))}
+    return cube_sums.pointcloud_sums(**common, weighting=weighting, **per_point,
+                                     roiw_ave=np.mean(per_point["roiw"]))
 
 
 def _one_cube(files: dict[Band, list[Path]], bands: list[Band], pars: CubePars, *, weighting: str,
-              coord_system: str, user: dict, backend: str, stem: str,
+              coord_system: str, output_type: str, user: dict, backend: str, stem: str,
               progress: ProgressCallback | None, done: list[int], total: int) -> IFUCube:
     nfiles = sum(len(files[b]) for b in bands)
-    params = _parameters([pars.band(b) for b in bands], nfiles, weighting, **user)
+    table = None
+    if output_type == "multi":
+        name = "multi" if pars.instrument == "MIRI" else _nirspec_table_name(bands[-1][0])
+        table = pars.wave_table(name)
+    params = _parameters([pars.band(b) for b in bands], nfiles, weighting, table=table, **user)
     grid = _grid(files, bands, params, coord_system, pars.instrument)
     nz, ny, nx = grid.shape
     log.info("cube %s: %d x %d spaxels x %d planes, %d files", bands, nx, ny, nz, nfiles)
@@ -271,7 +324,9 @@ def _one_cube(files: dict[Band, list[Path]], bands: list[Band], pars: CubePars, 
                    weighting=weighting, coord_system=coord_system,
                    inputs=[p for b in bands for p in files[b]],
                    name=f"{stem}{cube_suffix(instrument, bands)}_s3d.fits",
-                   rois=params.rois if pointcloud else 0.0, roiw=params.roiw if pointcloud else 0.0,
+                   rois=params.rois if pointcloud else 0.0,
+                   roiw=(params.roiw if params.table is None else float(np.mean(params.table["roiw"])))
+                   if pointcloud else 0.0,
                    weight_power=params.weight_power if pointcloud else 0.0)
 
 
@@ -318,7 +373,8 @@ def build_cube(
         msm power; 0 means "from CUBEPAR" (``weight_power`` defaults to 2, as in jwst).
     output_type
         ``"band"`` (one cube per band), ``"channel"`` / ``"grating"`` (one per channel or
-        grating). ``"multi"`` (non-linear wavelength axis) is not supported yet.
+        grating), ``"multi"`` (one cube of all bands on the CUBEPAR wavelength table, with
+        per-wavelength ROI and weighting parameters).
     cubepars
         CUBEPAR reference file; None asks the local CRDS cache (needs crds and CRDS_PATH).
     backend
@@ -338,8 +394,7 @@ def build_cube(
     if coord_system not in COORD_SYSTEMS:
         raise InputError(f"coord_system must be skyalign or ifualign, got {coord_system!r}")
     if output_type not in OUTPUT_TYPES:
-        raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)} (multi is not supported yet), "
-                         f"got {output_type!r}")
+        raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
     paths = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
     if not paths:
         raise InputError("no input files")
@@ -360,7 +415,7 @@ def build_cube(
     cubes = []
     for group in groups:
         cube = _one_cube(files, group, pars, weighting=weighting, coord_system=coord_system, stem=stem,
-                         user=user, backend=backend_name, progress=progress,
+                         output_type=output_type, user=user, backend=backend_name, progress=progress,
                          done=done, total=total)
         if output_dir is not None:
             cube.to_fits(Path(output_dir) / cube.name)

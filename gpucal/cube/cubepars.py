@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,16 @@ class CubePars:
     weighting: str
     bands: dict[tuple[str, str], BandPars]
     path: Path | None = None
+    #: Wavelength tables for non-linear axes: "multi" (MIRI) or "prism"/"med"/"high" (NIRSpec)
+    #: -> columns wavelength, rois, roiw, power, softrad, scalerad (NaN where absent).
+    wave_tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def wave_table(self, name: str) -> dict[str, np.ndarray]:
+        """The wavelength table ``name``; an :class:`InputError` when the file lacks it."""
+        try:
+            return self.wave_tables[name]
+        except KeyError:
+            raise InputError(f"no {name!r} wavelength table for weighting={self.weighting!r} in {self.path}") from None
 
     def band(self, key: tuple[str, str]) -> BandPars:
         """Parameters of ``key``; an :class:`InputError` names a band the file lacks."""
@@ -108,7 +118,27 @@ def read_cubepars(path: str | os.PathLike[str], instrument: str, weighting: str)
                 if key in bands:
                     for col in cols:
                         bands[key][rename.get(col, col.lower())] = _f32(table[col][i])
-    return CubePars(instrument, weighting, {k: BandPars(**v) for k, v in bands.items()}, path)
+        tables = {}
+        kind = {"msm": "MSM", "emsm": "EMSM"}.get(weighting, "DRIZ" if instrument == "MIRI" else "DRIZZLE")
+        names = {"multi": "MULTICHANNEL"} if instrument == "MIRI" else {
+            "prism": "MULTICHAN_PRISM", "med": "MULTICHAN_MED", "high": "MULTICHAN_HIGH"}
+        for key, prefix in names.items():
+            ext = f"{prefix}_{kind}"
+            if ext in {h.name for h in hdul}:
+                tables[key] = _wave_table(hdul[ext].data)
+    return CubePars(instrument, weighting, {k: BandPars(**v) for k, v in bands.items()}, path, tables)
+
+
+def _wave_table(data) -> dict[str, np.ndarray]:
+    """Table columns as float64 arrays of float32-rounded values (NaN for absent columns)."""
+    cols = {n.upper() for n in data.columns.names}
+    n = len(data)
+    out = {}
+    for key, col in (("wavelength", "WAVELENGTH"), ("rois", "ROISPATIAL"), ("roiw", "ROISPECTRAL"),
+                     ("power", "POWER"), ("softrad", "SOFTRAD"), ("scalerad", "SCALERAD")):
+        values = np.asarray(data[col], dtype=np.float32) if col in cols else np.full(n, np.nan, np.float32)
+        out[key] = values.astype(np.float64)
+    return out
 
 
 def write_synthetic_cubepars(path: str | os.PathLike[str], instrument: str = "MIRI") -> Path:
@@ -164,8 +194,8 @@ def write_synthetic_cubepars(path: str | os.PathLike[str], instrument: str = "MI
                                fits.Column(name="ROISPECTRAL", format="E", array=roiw),
                                fits.Column(name="SCALERAD", format="E", array=spsize)]),
     ]
-    # Wavelength tables (for 'multi' cubes): one row per 1 % in wavelength.
-    wave = np.exp(np.arange(math.log(wmin.min()), math.log(wmax.max()), 0.01))
+    # Wavelength tables (for 'multi' cubes): one row per 0.2 % in wavelength.
+    wave = np.exp(np.arange(math.log(wmin.min()), math.log(wmax.max()), 0.002))
     for prefix in (("MULTICHANNEL",) if instrument == "MIRI" else ("MULTICHAN_PRISM", "MULTICHAN_MED", "MULTICHAN_HIGH")):
         wcols = [fits.Column(name="WAVELENGTH", format="D", array=wave),
                  fits.Column(name="ROISPATIAL", format="E", array=np.full(wave.size, 0.2)),

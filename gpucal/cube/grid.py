@@ -83,7 +83,11 @@ def corners_from_s_region(s_region: str) -> tuple[list[float], list[float]]:
 
 @dataclass(frozen=True)
 class CubeGrid:
-    """Voxel centres and WCS of a cube in the tangent plane (skyalign/ifualign, linear axis)."""
+    """Voxel centres and WCS of a cube in the tangent plane (skyalign/ifualign).
+
+    ``linear`` False: the wavelength axis is ``zcoord`` itself (a CUBEPAR table; ``cdelt3``
+    is NaN and ``crval3`` the first wavelength).
+    """
 
     crval1: float
     crval2: float
@@ -98,6 +102,7 @@ class CubeGrid:
     ycoord: np.ndarray
     zcoord: np.ndarray
     cdelt3_normal: np.ndarray
+    linear: bool = True
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -107,8 +112,12 @@ class CubeGrid:
 
 def make_grid(corner_a, corner_b, lambda_min: float, lambda_max: float, cdelt: float,
               cdelt3: float, rot_angle: float | None = None, *, ra_center: float | None = None,
-              dec_center: float | None = None) -> CubeGrid:
-    """Grid covering the corners (deg), centred on their mid point, with an odd spaxel count."""
+              dec_center: float | None = None, wave_table: np.ndarray | None = None) -> CubeGrid:
+    """Grid covering the corners (deg), centred on their mid point, with an odd spaxel count.
+
+    The wavelength axis is linear from ``lambda_min`` in steps of ``cdelt3``, or the given
+    ``wave_table`` (then ``lambda_min``, ``lambda_max`` and ``cdelt3`` are not used).
+    """
     from astropy import units as u
     from astropy.stats import circmean
 
@@ -127,15 +136,20 @@ def make_grid(corner_a, corner_b, lambda_min: float, lambda_max: float, cdelt: f
     ystart = (0.0 - nb * cdelt - cdelt / 2.0) + cdelt / 2.0
     xcoord = np.arange(start=xstart, stop=xstart + nx * cdelt, step=cdelt)[:nx]
     ycoord = np.arange(start=ystart, stop=ystart + ny * cdelt, step=cdelt)[:ny]
-    nz = int(math.ceil((lambda_max - lambda_min) / cdelt3))
-    top = lambda_min + nz * cdelt3
-    zstart = lambda_min + cdelt3 / 2.0
-    zcoord = np.arange(start=zstart, stop=top, step=cdelt3)[:nz]
+    if wave_table is None:
+        nz = int(math.ceil((lambda_max - lambda_min) / cdelt3))
+        top = lambda_min + nz * cdelt3
+        zstart = lambda_min + cdelt3 / 2.0
+        zcoord = np.arange(start=zstart, stop=top, step=cdelt3)[:nz]
+    else:
+        zcoord = np.asarray(wave_table, dtype=np.float64).copy()
+        nz, zstart, cdelt3 = zcoord.size, float(zcoord[0]), float("nan")
     cdelt3_normal = np.zeros(nz)
     cdelt3_normal[:-1] = zcoord[1:] - zcoord[:-1]
     cdelt3_normal[-1] = cdelt3_normal[-2] if nz > 1 else cdelt3
     return CubeGrid(float(crval1), float(crval2), rot_angle, cdelt, cdelt, cdelt3,
-                    float(na) + 1.0, float(nb) + 1.0, zstart, xcoord, ycoord, zcoord, cdelt3_normal)
+                    float(na) + 1.0, float(nb) + 1.0, zstart, xcoord, ycoord, zcoord, cdelt3_normal,
+                    wave_table is None)
 
 
 def ifualign_angle(ra1: float, dec1: float, ra2: float, dec2: float) -> float:

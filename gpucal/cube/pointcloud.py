@@ -183,11 +183,12 @@ def _nirspec_sky(exposure, drizzle: bool):
 
 
 def exposure_points(exposure, band: tuple[str, str], grid: CubeGrid, *, drizzle: bool,
-                    wave_tolerance: float | None) -> PointCloud | None:
+                    roiw_max: float = 0.0) -> PointCloud | None:
     """Points of one exposure and band for ``grid``; None when no pixel is usable.
 
-    ``wave_tolerance``: how far outside ``[zcoord[0], zcoord[-1]]`` a point may lie (point
-    cloud: roiw); for drizzle it is ``cdelt3 + max(dwave)`` and computed here (pass None).
+    Kept wavelengths: within ``roiw_max`` (the largest spectral ROI) of the grid's end
+    planes for the point cloud; for drizzle within ``cdelt3 + max(dwave)`` (linear axis) or
+    the first / last plane width (table axis).
     """
     if exposure.instrument == "MIRI":
         x, y, ra, dec, wave, slice_no, dwave, corners = _miri_sky(exposure, band[0], drizzle)
@@ -196,10 +197,13 @@ def exposure_points(exposure, band: tuple[str, str], grid: CubeGrid, *, drizzle:
     flux = exposure.data[y, x]
     err = exposure.err[y, x]
     dq = exposure.dq[y, x]
-    if drizzle:
-        wave_tolerance = grid.cdelt3 + np.nanmax(dwave)
-    lo = grid.zcoord[0] - wave_tolerance
-    hi = grid.zcoord[-1] + wave_tolerance
+    lo = grid.zcoord[0] - roiw_max
+    hi = grid.zcoord[-1] + roiw_max
+    if drizzle and grid.linear:
+        dmax = np.nanmax(dwave)
+        lo, hi = grid.zcoord[0] - (grid.cdelt3 + dmax), grid.zcoord[-1] + (grid.cdelt3 + dmax)
+    elif drizzle:
+        lo, hi = grid.zcoord[0] - grid.cdelt3_normal[0], grid.zcoord[-1] + grid.cdelt3_normal[-1]
     bad = (dq & (dqflags.DO_NOT_USE | dqflags.PIXEL["NON_SCIENCE"])).astype(bool)
     good = np.where(~bad & np.isfinite(flux) & (wave >= lo) & (wave <= hi))
     if good[0].size == 0:

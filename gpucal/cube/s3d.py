@@ -46,6 +46,8 @@ class IFUCube:
     def wavelength(self) -> np.ndarray:
         """Wavelength of each plane [um] (float64)."""
         g = self.grid
+        if not g.linear:
+            return g.zcoord.copy()
         return g.crval3 + np.arange(self.data.shape[0]) * g.cdelt3
 
     def pc_matrix(self) -> np.ndarray:
@@ -67,7 +69,10 @@ class IFUCube:
                    | (models.Scale(g.cdelt1 / 3600.0) & models.Scale(g.cdelt2 / 3600.0))
                    | models.Pix2Sky_TAN()
                    | models.RotateNative2Celestial(g.crval1, g.crval2, 180.0))
-        spectral = models.Scale(g.cdelt3) | models.Shift(g.crval3)
+        if g.linear:
+            spectral = models.Scale(g.cdelt3) | models.Shift(g.crval3)
+        else:  # WAVE-TAB: the float32 table written in the file
+            spectral = models.Tabular1D(lookup_table=self.wavelength.astype(np.float32))
         detector = cf.CoordinateFrame(name="detector", naxes=3, axes_order=(0, 1, 2),
                                       unit=(u.pix, u.pix, u.pix), axes_type=["SPATIAL", "SPATIAL", "SPECTRAL"],
                                       axes_names=("x", "y", "z"), axis_physical_types=None)
@@ -95,10 +100,14 @@ class IFUCube:
         if self.instrument == "MIRI":
             meta.instrument.channel = "".join(sorted({b[0] for b in self.bands}))
         info = meta.wcsinfo
-        info.crval1, info.crval2, info.crval3 = g.crval1, g.crval2, g.crval3
+        info.crval1, info.crval2 = g.crval1, g.crval2
         info.crpix1, info.crpix2, info.crpix3 = g.crpix1, g.crpix2, 1.0
-        info.cdelt1, info.cdelt2, info.cdelt3 = g.cdelt1 / 3600.0, g.cdelt2 / 3600.0, g.cdelt3
-        info.ctype1, info.ctype2, info.ctype3 = "RA---TAN", "DEC--TAN", "WAVE"
+        info.cdelt1, info.cdelt2 = g.cdelt1 / 3600.0, g.cdelt2 / 3600.0
+        info.ctype1, info.ctype2 = "RA---TAN", "DEC--TAN"
+        if g.linear:
+            info.crval3, info.cdelt3, info.ctype3 = g.crval3, g.cdelt3, "WAVE"
+        else:
+            info.crval3, info.ctype3, info.ps3_0, info.ps3_1 = 1.0, "WAVE-TAB", "WCS-TABLE", "wavelength"
         info.cunit1, info.cunit2, info.cunit3 = "deg", "deg", "um"
         info.wcsaxes = 3
         pc = self.pc_matrix()
