@@ -182,7 +182,12 @@ def test_nirspec_matches_cube_build_step(nirspec, jwst_cube, tmp_path, weighting
 
 
 def test_output_type_band_builds_one_cube_per_band(data, tmp_path):
-    cubes = build_cube(data["two"], channel="1", cubepars=data["cubepar"])
+    import gpucal
+
+    calls = []
+    cubes = gpucal.build_cube(data["two"], channel="1", cubepars=data["cubepar"],
+                              progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 2), (2, 2)]
     assert [c.bands for c in cubes] == [[("1", "short")]]
     assert cubes[0].path is None  # nothing written without output_dir
     assert list(tmp_path.iterdir()) == []
