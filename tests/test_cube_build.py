@@ -244,6 +244,12 @@ def test_missing_cubepar(data, tmp_path, monkeypatch):
     monkeypatch.delenv("CRDS_PATH", raising=False)
     with pytest.raises(InputError, match="cubepars=PATH"):
         build_cube(data["two"], channel="1")
+    pytest.importorskip("crds")
+    # An empty cache and an unreachable server: a clear error, not crds' process exit.
+    monkeypatch.setenv("CRDS_PATH", str(tmp_path / "crds"))
+    monkeypatch.setenv("CRDS_SERVER_URL", "https://localhost:1")
+    with pytest.raises(InputError, match="CRDS"):
+        build_cube(data["two"], channel="1")
 
 
 @pytest.mark.parametrize("kw,match", [

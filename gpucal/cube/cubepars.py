@@ -228,6 +228,9 @@ def crds_cubepars(header: dict[str, object]) -> Path:
         raise InputError("no CUBEPAR reference: pass cubepars=PATH, or set CRDS_PATH to a local CRDS cache")
     try:
         refs = crds.getreferences(header, reftypes=["cubepar"], observatory="jwst")
+    except SystemExit:  # crds exits (after logging why) when its cache cannot be used
+        raise InputError(f"the CRDS cache at {os.environ['CRDS_PATH']} could not provide a CUBEPAR reference "
+                         "(see the CRDS message above); pass cubepars=PATH") from None
     except Exception as exc:  # crds raises its own hierarchy (CrdsError, network errors)
         raise InputError(f"CRDS could not provide a CUBEPAR reference: {exc}") from None
     return Path(refs["cubepar"])
