@@ -59,23 +59,38 @@ def final_dq(weight: np.ndarray, dq: np.ndarray, shape: tuple[int, int, int]) ->
 
 
 def _close_holes(dq: np.ndarray, shape: tuple[int, int, int]) -> None:
-    """Holes on the border or next to NON_SCIENCE become NON_SCIENCE|DO_NOT_USE.
+    """Holes on the border or next to NON_SCIENCE become NON_SCIENCE|DO_NOT_USE (in place).
 
-    Visited in increasing flat index and updated in place, so a converted hole can convert
-    the next one (jwst's cascade).
+    jwst visits holes in increasing flat index and updates the array as it goes, so a
+    converted hole can convert the next one. Its left (x-1) and lower (y-1) neighbours are
+    visited before it and its right and upper ones after, so a hole converts iff it lies on
+    the spatial border, or a right/upper neighbour that is not a hole carries NON_SCIENCE, or
+    a left/lower neighbour carries it after its own visit. Only neighbours with
+    ``0 < x' < nx`` and ``0 < y' < ny`` count (jwst's test). The dependencies point to lower
+    indices only, so iterating the rule to a fixed point gives jwst's result, vectorised.
     """
-    _, ny, nx = shape
-    nxy = nx * ny
-    for index in np.flatnonzero(dq == _DNU):
-        iw, rem = divmod(int(index), nxy)
-        y, x = divmod(rem, nx)
-        if y == 0 or y == ny - 1 or x == 0 or x == nx - 1:
-            dq[index] = _NS | _DNU
-            continue
-        for xc, yc in ((x - 1, y), (x + 1, y), (x, y - 1), (x, y + 1)):
-            if 0 < xc < nx and 0 < yc < ny and dq[iw * nxy + yc * nx + xc] & _NS:
-                dq[index] = _NS | _DNU
-                break
+    nz, ny, nx = shape
+    d = dq.reshape(nz, ny, nx)
+    hole = d == _DNU
+    if not hole.any():
+        return
+    ns = (d & _NS) != 0
+    fixed = np.zeros_like(hole)  # border, or a NON_SCIENCE neighbour that never changes
+    fixed[:, 0, :] = fixed[:, -1, :] = True
+    fixed[:, :, 0] = fixed[:, :, -1] = True
+    fixed[:, 1:-1, 1:-1] |= ns[:, 1:-1, 2:] | ns[:, 2:, 1:-1]  # right, above (never holes when NS)
+    fixed[:, :, 2:] |= ns[:, :, 1:-1]  # left neighbour at x-1 >= 1
+    fixed[:, 2:, :] |= ns[:, 1:-1, :]  # lower neighbour at y-1 >= 1
+    converted = hole & fixed
+    while True:
+        grown = converted.copy()
+        grown[:, :, 2:] |= converted[:, :, 1:-1]
+        grown[:, 2:, :] |= converted[:, 1:-1, :]
+        grown &= hole
+        if np.array_equal(grown, converted):
+            break
+        converted = grown
+    d[converted] = _NS | _DNU
 
 
 def finalize(sums: VoxelSums, shape: tuple[int, int, int], instrument: str):
