@@ -249,8 +249,13 @@ def _grid(files: dict[Band, list[Path]], bands: list[Band], params: _CubeParams,
                      wave_table=table)
 
 
-def _nearest_rows(table_wave: np.ndarray, wave: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """Index of the table wavelength nearest to each point (first one on ties), in chunks."""
+def _nearest_rows(table_wave: np.ndarray, wave: np.ndarray, block: int = 1 << 22) -> np.ndarray:
+    """Index of the table wavelength nearest to each point (first one on ties).
+
+    A plain argmin of ``|table - w|`` as jwst takes it, in chunks of about ``block``
+    differences so that memory stays bounded.
+    """
+    chunk = max(1, block // max(1, table_wave.size))
     out = np.empty(wave.size, dtype=np.intp)
     for start in range(0, wave.size, chunk):
         w = wave[start:start + chunk]
