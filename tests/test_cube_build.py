@@ -181,6 +181,20 @@ def test_nirspec_matches_cube_build_step(nirspec, jwst_cube, tmp_path, weighting
     _assert_same_cube(ref[0], cubes[0].path)
 
 
+def test_file_without_valid_pixels_is_skipped(data, jwst_cube, tmp_path):
+    """A file whose pixels are all DO_NOT_USE adds nothing, not even DQ (as in jwst)."""
+    from stdatamodels.jwst import datamodels
+
+    bad = miri_cal(tmp_path / "bad_cal.fits", seed=7, ra0=45.0001)
+    with datamodels.IFUImageModel(str(bad)) as model:
+        model.dq |= 1
+        model.save(str(bad))
+    paths = [data["two"][0], bad]
+    ref = jwst_cube(paths, data["cubepar"], channel="1")
+    cube = build_cube(paths, channel="1", cubepars=data["cubepar"], output_dir=tmp_path / "out")[0]
+    _assert_same_cube(ref[0], cube.path)
+
+
 def test_output_type_band_builds_one_cube_per_band(data, tmp_path):
     import gpucal
 

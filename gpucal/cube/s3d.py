@@ -142,7 +142,7 @@ class IFUCube:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         self.path = dest
-        log.info("wrote %s", dest)
+        log.debug("wrote %s", dest)
         return dest
 
 
