@@ -122,13 +122,13 @@ def two_bands(tmp_path_factory):
     return [medium[0], short[0], medium[1], short[1]]  # interleaved: bands are regrouped
 
 
-@pytest.mark.parametrize("weighting", ["drizzle"])
-def test_two_bands_one_cube(data, two_bands, jwst_cube, tmp_path, weighting):
+@pytest.mark.parametrize("weighting,pars", [("drizzle", {}), ("emsm", {"scalew": 0.002})])
+def test_two_bands_one_cube(data, two_bands, jwst_cube, tmp_path, weighting, pars):
     """output_type='channel' combines both bands, short files first, into one cube."""
-    ref = jwst_cube(two_bands, data["cubepar"], channel="1", weighting=weighting, output_type="channel")
+    ref = jwst_cube(two_bands, data["cubepar"], channel="1", weighting=weighting, output_type="channel", **pars)
     assert len(ref) == 1
     cube = build_cube(two_bands, channel="1", cubepars=data["cubepar"], weighting=weighting,
-                      output_type="channel", output_dir=tmp_path)[0]
+                      output_type="channel", output_dir=tmp_path, **pars)[0]
     assert cube.bands == [("1", "short"), ("1", "medium")]
     assert cube.path.name == ref[0].meta.filename + "_s3d.fits"
     _assert_same_cube(ref[0], cube.path)
