@@ -32,6 +32,7 @@ __all__ = [
     "resample_images",
     "batch",
     "BatchReport",
+    "build_cube",
     "get_backend",
     "gpu_available",
     "set_backend",
@@ -73,4 +74,8 @@ def __getattr__(name: str):
         from . import scaleout
 
         return getattr(scaleout, name)
+    if name == "build_cube":
+        from .cube import build_cube
+
+        return build_cube
     raise AttributeError(f"module 'gpucal' has no attribute {name!r}")

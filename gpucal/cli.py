@@ -1,5 +1,5 @@
-"""The ``gpucal`` command line: ``ramp-fit``, ``extract``, ``jump``, ``detector1``, ``resample``, ``batch``,
-``demo``, ``info``.
+"""The ``gpucal`` command line: ``ramp-fit``, ``extract``, ``jump``, ``detector1``, ``resample``, ``cube``,
+``batch``, ``demo``, ``info``.
 
 Exit status: 0 success; 1 the exposure had nothing that could be fitted (no product
 written); 2 a usage or input problem (bad arguments, missing or unreadable file, missing
@@ -222,6 +222,33 @@ def build_parser() -> argparse.ArgumentParser:
     d1.set_defaults(func=_cmd_detector1)
 
     _add_batch_parser(sub, [verbosity, backend])
+
+    cube = sub.add_parser(
+        "cube", parents=[verbosity, backend],
+        help="build IFU spectral cubes (_s3d.fits) from MIRI MRS or NIRSpec IFU _cal files",
+        description=(
+            "Combine calibrated IFU exposures (_cal.fits with their assign_wcs WCS) into spectral "
+            "cubes as jwst's cube_build step does, and write {name}_ch{N}-{band}_s3d.fits (NIRSpec {name}_{grating}-{filter}_s3d.fits). Sampling "
+            "and regions of interest come from the CUBEPAR reference (--cubepars, else the local "
+            "CRDS cache)."
+        ),
+    )
+    cube.add_argument("files", metavar="FILE", type=Path, nargs="+", help="IFU _cal.fits exposures")
+    cube.add_argument("--channel", metavar="CH", help="MIRI channel(s), e.g. 1 or 1,2 (default: all)")
+    cube.add_argument("--band", metavar="BAND", help="MIRI band(s): short, medium, long (default: all)")
+    cube.add_argument("--grating", metavar="G", help="NIRSpec grating(s), e.g. g140h (default: all)")
+    cube.add_argument("--filter", metavar="F", help="NIRSpec filter(s), e.g. f100lp (default: all)")
+    cube.add_argument("--weighting", choices=("drizzle", "emsm", "msm"), default="drizzle",
+                      help="how points are combined (default: drizzle)")
+    cube.add_argument("--coord-system", choices=("skyalign", "ifualign"), default="skyalign",
+                      help="cube axes: north up (skyalign, default) or along the slices (ifualign)")
+    cube.add_argument("--output-type", choices=("band", "channel", "grating", "multi"), default="band",
+                      help="one cube per band (default), per channel or grating, or one 'multi' cube of "
+                           "all bands on the CUBEPAR wavelength table")
+    cube.add_argument("--cubepars", type=Path, metavar="CUBEPAR.fits", help="cube parameter reference file")
+    cube.add_argument("-o", "--output-dir", type=Path, metavar="DIR",
+                      help="where to write the cubes (default: next to the first FILE)")
+    cube.set_defaults(func=_cmd_cube)
 
     demo = sub.add_parser(
         "demo", parents=[verbosity, backend],
@@ -643,6 +670,24 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         print(f"failed: {record.input}: {record.error}")
     print(f"report: {report.report_path}")
     return EXIT_OK if report.ok else EXIT_BATCH_FAILED
+
+
+def _cmd_cube(args: argparse.Namespace) -> int:
+    from .cube import build_cube
+    from .progress import ProgressReporter
+
+    out_dir: Path = args.output_dir if args.output_dir is not None else args.files[0].parent
+    start = time.perf_counter()
+    with ProgressReporter(total=len(args.files), desc="cube", unit="file", enabled=not args.quiet) as progress:
+        cubes = build_cube(args.files, channel=args.channel, band=args.band, grating=args.grating,
+                           filter=args.filter, weighting=args.weighting,
+                           coord_system=args.coord_system, output_type=args.output_type,
+                           cubepars=args.cubepars, backend=args.backend or "auto", output_dir=out_dir,
+                           progress=progress)
+    for cube in cubes:
+        log.info("wrote %s (%s)", cube.path, "x".join(map(str, cube.data.shape)))
+    log.info("cube: %d cube(s) in %.2f s", len(cubes), time.perf_counter() - start)
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
