@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 #: Suffixes removed (once, after the extension) to get an exposure's base name.
-PRODUCT_SUFFIXES = ("_uncal", "_ramp", "_jump", "_rateints", "_rate", "_fitopt")
+PRODUCT_SUFFIXES = ("_uncal", "_ramp", "_jump", "_rateints", "_rate", "_fitopt", "_cal")
 _EXTENSIONS = (".fits.gz", ".fits", ".fit")
 
 

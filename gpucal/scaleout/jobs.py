@@ -13,10 +13,14 @@ ramp-fit   :func:`gpucal.ramp_fit`            ``<stem>_rate.fits``, ``<stem>_rat
                                               (``_fitopt.fits`` with ``save_opt``)
 jump       :func:`gpucal.detect_jumps`        ``<stem>_jump.fits``
 extract    :func:`gpucal.extract_ramp`        ``<stem>_profile.ecsv`` (or ``.fits``)
+resample   :func:`gpucal.resample_images`     ``<stem>_i2d.fits`` (one exposure on its own grid)
+cube       :func:`gpucal.build_cube`          ``<stem>_<band>_s3d.fits`` (one exposure's cubes)
 =========  =================================  ==========================================
 
-More jobs (resample, cube) plug in with :func:`register_job`; a job's functions must be
-importable on the workers (module-level functions of an installed module).
+resample and cube run on one exposure each, as calwebb_image2 and calwebb_spec2 do; a mosaic
+or cube of many exposures is one job, not a batch. More jobs plug in with
+:func:`register_job`; a job's functions must be importable on the workers (module-level
+functions of an installed module).
 """
 
 from __future__ import annotations
@@ -282,6 +286,21 @@ def run_detector1(path: Path, output_dir: Path, backend: str, options: dict[str,
     return _written_since(before, output_dir, prefix)
 
 
+def run_resample(path: Path, output_dir: Path, backend: str, options: dict[str, Any]) -> list[Path]:
+    """:func:`gpucal.resample_images` on one ``_cal`` file: ``<stem>_i2d.fits``."""
+    from ..resample import resample_images
+
+    product = resample_images([path], backend=backend, **options)
+    return [Path(product.to_fits(output_dir / f"{stem(path)}_i2d.fits", overwrite=True))]
+
+
+def run_cube(path: Path, output_dir: Path, backend: str, options: dict[str, Any]) -> list[Path]:
+    """:func:`gpucal.build_cube` on one IFU ``_cal`` file: its ``_s3d.fits`` cubes."""
+    from ..cube import build_cube
+
+    return [Path(cube.path) for cube in build_cube([path], backend=backend, output_dir=output_dir, **options)]
+
+
 def _rate_outputs(stem: str, options: Mapping[str, Any]) -> list[str]:
     names = [f"{stem}_rate.fits", f"{stem}_rateints.fits"]
     return names + [f"{stem}_fitopt.fits"] if options.get("save_opt") else names
@@ -298,6 +317,10 @@ def _jump_outputs(stem: str, options: Mapping[str, Any]) -> list[str]:
 
 def _extract_outputs(stem: str, options: Mapping[str, Any]) -> list[str]:
     return [f"{stem}_profile.{str(options.get('format', 'ecsv')).lower()}"]
+
+
+def _i2d_outputs(stem: str, options: Mapping[str, Any]) -> list[str]:
+    return [f"{stem}_i2d.fits"]
 
 
 register_job(Job(
@@ -322,4 +345,13 @@ register_job(Job(
     "extract", run_extract, "per-group profile of an aperture: ramp -> _profile table",
     options=_keywords("gpucal.extraction", "extract_ramp", exclude=("ramp", "backend", "err"), extra=("format",)),
     outputs=_extract_outputs,
+))
+register_job(Job(
+    "resample", run_resample, "drizzle one calibrated image onto its own sky grid: _cal -> _i2d",
+    options=_keywords("gpucal.resample.mosaic", "resample_images", exclude=("inputs", "backend", "progress")),
+    outputs=_i2d_outputs,
+))
+register_job(Job(
+    "cube", run_cube, "IFU cubes of one calibrated exposure: _cal -> _s3d",
+    options=_keywords("gpucal.cube.build", "build_cube", exclude=("inputs", "backend", "progress", "output_dir")),
 ))
