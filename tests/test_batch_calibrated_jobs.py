@@ -55,7 +55,8 @@ def test_cube_job_builds_one_exposures_cubes(client, tmp_path):
     cal = miri_dithers(tmp_path / "in", 1)
     cubepar = write_synthetic_cubepars(tmp_path / "cubepar.fits", "MIRI")
     out = tmp_path / "out"
-    report = batch(cal, "cube", output_dir=out, client=client, backend="cpu", channel="1", band="short",
+    # channel as an int, as `gpucal batch --option channel=1` passes it.
+    report = batch(cal, "cube", output_dir=out, client=client, backend="cpu", channel=1, band="short",
                    cubepars=str(cubepar))
     assert report.ok, report.failed
     written = sorted(p.name for p in out.glob("*_s3d.fits"))

@@ -64,10 +64,11 @@ class _CubeParams:
     table: dict[str, np.ndarray] | None = None  # rows of the CUBEPAR wavelength table (multi)
 
 
-def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
+def _as_list(value: str | int | Sequence[str] | None) -> list[str] | None:
     if value is None or value == "all":
         return None
-    items = value.split(",") if isinstance(value, str) else list(value)
+    # An int comes from JSON options (gpucal batch --option channel=1).
+    items = str(value).split(",") if isinstance(value, (str, int)) else list(value)
     return [str(v).strip().lower() for v in items if str(v).strip()]
 
 
