@@ -342,7 +342,7 @@ def drizzle_match(xc, yc, zc, wave, flux, err, xi, eta, dwave, cdelt3, cdelt1: f
     guard = (np.abs(dwave) + np.abs(cdelt3).max()) * (1 + 1e-9) + 1e-300
     with np.errstate(invalid="ignore"):
         w0 = np.clip(np.searchsorted(zc, wave - guard, side="left") - 1, 0, nz)
-        w1 = np.clip(np.searchsorted(zc, wave + guard, side="right") + 1, 0, nz)
+        w1 = np.clip(np.searchsorted(zc, wave + guard, side="left") + 1, 0, nz)
     nxr = np.where(finite, np.maximum(ix2 - ix1, 0), 0)
     nyr = np.where(finite, np.maximum(iy2 - iy1, 0), 0)
     nwr = np.where(finite, np.maximum(w1 - w0, 0), 0)

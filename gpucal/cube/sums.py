@@ -107,7 +107,8 @@ def pointcloud_sums(instrument: str, weighting: str, start_region: int, end_regi
     flag_dq_plane : compute the intermediate DQ plane (else zeros).
     overlap_partial, overlap_full : intermediate DQ values.
     backend : "gpu", "cpu", "auto" or None (process default).
-    max_records : CPU records per point chunk (memory bound); None for the default.
+    max_records : records per point chunk (memory bound); None: a CPU default, or from free
+        device memory on the GPU.
     progress : ``progress(done, total)`` over points.
 
     Returns
@@ -135,7 +136,7 @@ def pointcloud_sums(instrument: str, weighting: str, start_region: int, end_regi
     if resolve_backend(backend) == "gpu":
         from ..gpu.cube import pointcloud_match_gpu
 
-        sums = pointcloud_match_gpu(msm, *args, progress=progress)
+        sums = pointcloud_match_gpu(msm, *args, max_records=max_records, progress=progress)
     else:
         sums = cpu_cube.pointcloud_match(msm, *args, max_records=max_records or cpu_cube.DEFAULT_MAX_RECORDS,
                                          progress=progress)
@@ -175,7 +176,7 @@ def drizzle_sums(instrument: str, start_region: int, end_region: int, xcoord, yc
     if resolve_backend(backend) == "gpu":
         from ..gpu.cube import drizzle_match_gpu
 
-        sums = drizzle_match_gpu(*args, progress=progress)
+        sums = drizzle_match_gpu(*args, max_records=max_records, progress=progress)
     else:
         sums = cpu_cube.drizzle_match(*args, max_records=max_records or cpu_cube.DEFAULT_MAX_RECORDS,
                                       progress=progress)
