@@ -33,8 +33,6 @@ LOG_LG = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.8571428743662391
 SQRT_HALF = 0.70710678118654752440
 #: Integer exponents up to this use a product chain in ``portable_pow``.
 POW_MAX_CHAIN = 16
-#: Vertex capacity of the clipped polygon (a convex quadrilateral clipped by 4 edges needs 9).
-MAX_VERTICES = 12
 #: Records (point x voxel candidates) per chunk of points on the CPU path.
 DEFAULT_MAX_RECORDS = 1 << 22
 
@@ -271,57 +269,55 @@ def overlap_area(xcen, ycen, xlen, ylen, xcorner, ycorner):
     """Sutherland-Hodgman overlap of quadrilaterals with axis-aligned boxes (utils.c::sh_find_overlap).
 
     ``xcorner``/``ycorner`` (M, 4); box centres and sizes broadcast to (M,). Returns (M,) areas.
+    Each clip edge turns polygon edge j into up to two vertices (the crossing, then the end
+    point); the valid ones are packed in order, which is the reference's vertex list. An
+    emptied polygon keeps area 0 whatever its stale closing vertex is.
     """
     m = xcorner.shape[0]
+    xcen = np.broadcast_to(np.asarray(xcen, np.float64), (m,))[:, None]
+    ycen = np.broadcast_to(np.asarray(ycen, np.float64), (m,))[:, None]
     top = ycen + 0.5 * ylen
     bottom = ycen - 0.5 * ylen
     left = xcen - 0.5 * xlen
     right = xcen + 0.5 * xlen
     rows = np.arange(m)
-    xp = np.zeros((m, MAX_VERTICES + 1))
-    yp = np.zeros((m, MAX_VERTICES + 1))
-    xp[:, :4] = xcorner
-    yp[:, :4] = ycorner
-    xp[:, 4] = xcorner[:, 0]
-    yp[:, 4] = ycorner[:, 0]
-    xn = np.zeros_like(xp)
-    yn = np.zeros_like(yp)
+    xp = np.concatenate([xcorner, xcorner[:, :1]], axis=1)
+    yp = np.concatenate([ycorner, ycorner[:, :1]], axis=1)
     nv = np.full(m, 4)
     for edge in range(4):
-        n2 = np.zeros(m, dtype=np.int64)
-        for j in range(int(nv.max(initial=0))):
-            active = j < nv
-            x1, y1, x2, y2 = xp[:, j], yp[:, j], xp[:, j + 1], yp[:, j + 1]
-            s1 = _inside(edge, x1, y1, left, right, bottom, top)
-            s2 = _inside(edge, x2, y2, left, right, bottom, top)
-            cross = active & (s1 != s2)
-            keep_end = active & s2
-            xi, yi = _intersection(edge, x1, y1, x2, y2, left, right, bottom, top)
-            for mask, vx, vy in ((cross, xi, yi), (keep_end, x2, y2)):
-                r = rows[mask]
-                slot = np.minimum(n2[r], MAX_VERTICES)
-                xn[r, slot] = vx[mask]
-                yn[r, slot] = vy[mask]
-                n2[r] += 1
-        slot = np.minimum(n2, MAX_VERTICES)
-        xn[rows, slot] = xn[:, 0]
-        yn[rows, slot] = yn[:, 0]
-        n2 += 1
-        nv = np.minimum(n2, MAX_VERTICES + 1) - 1
-        xp[...] = xn
-        yp[...] = yn
-    nvert = nv + 1
-    cols = np.arange(MAX_VERTICES + 1)[None, :]
-    valid = cols < nvert[:, None]
-    xmin = np.where(valid, xp, np.inf).min(axis=1)
-    ymin = np.where(valid, yp, np.inf).min(axis=1)
+        x1, y1, x2, y2 = xp[:, :-1], yp[:, :-1], xp[:, 1:], yp[:, 1:]
+        active = np.arange(x1.shape[1])[None, :] < nv[:, None]
+        s1 = _inside(edge, x1, y1, left, right, bottom, top)
+        s2 = _inside(edge, x2, y2, left, right, bottom, top)
+        xi, yi = _intersection(edge, x1, y1, x2, y2, left, right, bottom, top)
+        w2 = 2 * x1.shape[1]
+        cx = np.empty((m, w2))
+        cy = np.empty((m, w2))
+        valid = np.empty((m, w2), dtype=bool)
+        cx[:, 0::2], cx[:, 1::2] = xi, x2
+        cy[:, 0::2], cy[:, 1::2] = yi, y2
+        valid[:, 0::2] = active & (s1 != s2)
+        valid[:, 1::2] = active & s2
+        slot = np.cumsum(valid, axis=1)
+        n2 = slot[:, -1]
+        width = int(n2.max(initial=0))
+        xp = np.empty((m, width + 1))
+        yp = np.empty((m, width + 1))
+        r, c = np.nonzero(valid)
+        xp[r, slot[r, c] - 1] = cx[r, c]
+        yp[r, slot[r, c] - 1] = cy[r, c]
+        xp[rows, n2] = xp[:, 0]  # close the polygon (an emptied one reads a stale value: area stays 0)
+        yp[rows, n2] = yp[:, 0]
+        nv = n2
+    cols = np.arange(xp.shape[1])[None, :]
+    valid = cols <= nv[:, None]
     area = np.zeros(m)
-    for i in range(MAX_VERTICES):
-        use = i < nvert - 1
-        if not use.any():
-            break
-        term = (xp[:, i] - xmin) * (yp[:, i + 1] - ymin) - (xp[:, i + 1] - xmin) * (yp[:, i] - ymin)
-        area = np.where(use, area + term, area)
+    with np.errstate(invalid="ignore", over="ignore"):
+        xmin = np.where(valid, xp, np.inf).min(axis=1)
+        ymin = np.where(valid, yp, np.inf).min(axis=1)
+        for i in range(xp.shape[1] - 1):
+            term = (xp[:, i] - xmin) * (yp[:, i + 1] - ymin) - (xp[:, i + 1] - xmin) * (yp[:, i] - ymin)
+            area = np.where(i < nv, area + term, area)
     return np.abs(0.5 * area)
 
 
