@@ -42,6 +42,8 @@ _F32_ONE = np.float32(1.0)
 # ---------------------------------------------------------------- shared exp / log / pow
 def _scale_pow2(y: np.ndarray, k: np.ndarray) -> np.ndarray:
     """``y * 2**k`` with one rounding (two exact power-of-two factors when 2**k is not normal)."""
+    if k.size and -1020 <= k.min() and k.max() <= 1020:  # the usual case: one factor (same bits)
+        return y * np.ldexp(1.0, k)
     low = k < -1020
     high = k > 1020
     k1 = np.where(low, k + 1000, np.where(high, k - 8, k))
@@ -190,21 +192,25 @@ def pointcloud_match(msm: bool, xc, yc, zc, coord1, coord2, wave, flux, err, roi
     counts = nxr * nyr * nwr
     npt = coord1.size
     for a, b in _chunks(counts, max_records):
-        k, rank = _expand(counts[a:b])
+        # spatial pairs inside the ROI circle first, then each pair's planes (point order kept)
+        k, rank = _expand(nxr[a:b] * nyr[a:b])
         k = k + a
-        ix = x0[k] + rank // (nyr[k] * nwr[k])
-        iy = y0[k] + (rank // nwr[k]) % nyr[k]
-        iw = w0[k] + rank % nwr[k]
+        ny_k = np.maximum(nyr[k], 1)
+        ix = x0[k] + rank // ny_k
+        iy = y0[k] + rank % ny_k
         xdist = np.abs(xc[ix] - coord1[k])
         ydist = np.abs(yc[iy] - coord2[k])
         keep = np.sqrt(xdist * xdist + ydist * ydist) <= rois[k]
-        k, ix, iy, iw, xdist, ydist = k[keep], ix[keep], iy[keep], iw[keep], xdist[keep], ydist[keep]
-        r2 = pointcloud_distance2(xdist, ydist, wave[k], zc[iw], zcdelt3[iw], cdelt1, cdelt2)
+        k, ix, iy, xdist, ydist = k[keep], ix[keep], iy[keep], xdist[keep], ydist[keep]
+        pair, j = _expand(nwr[k])
+        k = k[pair]
+        iw = w0[k] + j
+        r2 = pointcloud_distance2(xdist[pair], ydist[pair], wave[k], zc[iw], zcdelt3[iw], cdelt1, cdelt2)
         if msm:
             w = msm_weight(r2, power[k], softrad[k])
         else:
             w = emsm_weight(r2, scalerad[k], cdelt1)
-        voxel = (iw * ny + iy) * nx + ix
+        voxel = iw * (nx * ny) + (iy * nx + ix)[pair]
         _accumulate(acc, voxel, flux[k], err[k], w)
         if progress is not None:
             progress(b, npt)
