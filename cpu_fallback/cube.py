@@ -291,27 +291,37 @@ def overlap_area(xcen, ycen, xlen, ylen, xcorner, ycorner):
     yp = np.concatenate([ycorner, ycorner[:, :1]], axis=1)
     nv = np.full(m, 4)
     for edge in range(4):
+        wold = xp.shape[1]
         x1, y1, x2, y2 = xp[:, :-1], yp[:, :-1], xp[:, 1:], yp[:, 1:]
-        active = np.arange(x1.shape[1])[None, :] < nv[:, None]
+        active = np.arange(wold - 1, dtype=np.int8)[None, :] < nv[:, None]
         s1 = _inside(edge, x1, y1, left, right, bottom, top)
         s2 = _inside(edge, x2, y2, left, right, bottom, top)
-        xi, yi = _intersection(edge, x1, y1, x2, y2, left, right, bottom, top)
-        w2 = 2 * x1.shape[1]
-        cx = np.empty((m, w2))
-        cy = np.empty((m, w2))
-        valid = np.empty((m, w2), dtype=bool)
-        cx[:, 0::2], cx[:, 1::2] = xi, x2
-        cy[:, 0::2], cy[:, 1::2] = yi, y2
-        valid[:, 0::2] = active & (s1 != s2)
-        valid[:, 1::2] = active & s2
-        slot = np.cumsum(valid, axis=1)
-        n2 = slot[:, -1]
+        cross = active & (s1 != s2)
+        keep = active & s2
+        valid = np.empty((m, 2 * (wold - 1)), dtype=bool)
+        valid[:, 0::2] = cross
+        valid[:, 1::2] = keep
+        slot = np.cumsum(valid, axis=1, dtype=np.int8)
+        n2 = slot[:, -1].astype(np.int64)
         width = int(n2.max(initial=0))
+        xflat, yflat = xp.ravel(), yp.ravel()
         xp = np.empty((m, width + 1))
         yp = np.empty((m, width + 1))
-        r, c = np.nonzero(valid)
-        xp[r, slot[r, c] - 1] = cx[r, c]
-        yp[r, slot[r, c] - 1] = cy[r, c]
+        xnew, ynew = xp.ravel(), yp.ravel()
+        for mask, odd in ((cross, 0), (keep, 1)):
+            flat = np.flatnonzero(mask)
+            r, c = np.divmod(flat, wold - 1)
+            src = r * wold + c
+            dst = r * (width + 1) + slot.ravel()[r * valid.shape[1] + 2 * c + odd] - 1
+            if odd:
+                xnew[dst] = xflat[src + 1]
+                ynew[dst] = yflat[src + 1]
+                continue
+            bound = {0: left, 1: right, 2: bottom, 3: top}[edge].ravel()[r]
+            xi, yi = _intersection(edge, xflat[src], yflat[src], xflat[src + 1], yflat[src + 1], bound, bound,
+                                   bound, bound)
+            xnew[dst] = xi
+            ynew[dst] = yi
         xp[rows, n2] = xp[:, 0]  # close the polygon (an emptied one reads a stale value: area stays 0)
         yp[rows, n2] = yp[:, 0]
         nv = n2
