@@ -71,6 +71,9 @@ def source_mask(ramp: Ramp, threshold: float, *, backend: str | None = None) -> 
     its pixel DQ has DO_NOT_USE, or when it exceeds ``median + threshold * 1.4826 * MAD`` of
     the finite quick values (comparison in float64).
     """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+            or not math.isfinite(threshold) or threshold <= 0:
+        raise InputError(f"mask_threshold must be a finite number > 0 (robust sigmas), got {threshold!r}")
     if ramp.ngroups < 2:
         raise InputError("clean_flicker_noise needs ngroups >= 2 to find illuminated pixels; pass a mask")
     _, xp = backend_and_module(backend)
@@ -116,7 +119,7 @@ def _clean_differences(xp: Any, data: Any, gdq: Any, background: Any, axis: int)
     return out
 
 
-def _check(ramp: Ramp, mask: Any, mask_threshold: float, axis: int) -> np.ndarray | None:
+def _check(ramp: Ramp, mask: Any, axis: int) -> np.ndarray | None:
     if not isinstance(ramp, Ramp):
         raise InputError(f"clean_flicker_noise needs a gpucal.Ramp, got {type(ramp).__name__}")
     if axis not in (0, 1):
@@ -127,9 +130,6 @@ def _check(ramp: Ramp, mask: Any, mask_threshold: float, axis: int) -> np.ndarra
             raise InputError(f"mask must be a bool array of shape {(ramp.ny, ramp.nx)} (True = source), "
                              f"got {m.dtype} {m.shape}")
         return m
-    if isinstance(mask_threshold, bool) or not isinstance(mask_threshold, (int, float)) \
-            or not math.isfinite(mask_threshold) or mask_threshold <= 0:
-        raise InputError(f"mask_threshold must be a finite number > 0 (robust sigmas), got {mask_threshold!r}")
     return None
 
 
@@ -180,7 +180,7 @@ def clean_flicker_noise(
     (of the later group for a difference) has neither DO_NOT_USE nor JUMP_DET. A line without
     such a pixel gets 0 subtracted. NaN values stay NaN.
     """
-    user_mask = _check(ramp, mask, mask_threshold, axis)
+    user_mask = _check(ramp, mask, axis)
     name, xp = backend_and_module(backend)
     illuminated = user_mask if user_mask is not None else source_mask(ramp, mask_threshold, backend=name)
     background = xp.asarray(~illuminated)
