@@ -14,7 +14,7 @@ STAMP_INSTALL := $(VENV)/.gpucal-install.stamp
 STAMP_TEST := $(VENV)/.gpucal-install-test.stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install install-test demo test test-gpu bench bench-jump clean distclean
+.PHONY: help venv install install-test demo test test-gpu bench bench-jump bench-detector1 clean distclean
 
 help:
 	@echo "make demo         install gpucal into $(VENV) and run detector1 on the built-in raw exposure (-> demo_out/)"
@@ -22,6 +22,7 @@ help:
 	@echo "make test-gpu     run only the tests marked gpu (needs CuPy and a CUDA device)"
 	@echo "make bench        benchmark ramp fitting against stcal (BENCH_ARGS='--quick' for a smoke run)"
 	@echo "make bench-jump   benchmark jump detection against stcal (BENCH_ARGS as above)"
+	@echo "make bench-detector1  benchmark the detector1 steps against jwst/stcal (BENCH_ARGS as above)"
 	@echo "make venv | install | install-test | clean | distclean"
 
 venv: $(VPY)
@@ -56,6 +57,9 @@ bench: install-test
 
 bench-jump: install-test
 	$(VPY) bench/jump.py $(BENCH_ARGS)
+
+bench-detector1: install-test
+	$(VPY) bench/detector1.py $(BENCH_ARGS)
 
 clean:
 	rm -rf demo_out bench/out .pytest_cache build dist

@@ -334,6 +334,37 @@ def ramp_fit_bytes(case: Case) -> int:
     return case.samples * (4 + 1) + pixels * 12 + pixels * 20 + case.nints * pixels * 20
 
 
+def jump_bytes(case: Case) -> int:
+    """Bytes a jump detection must at least move: data (float32) in, groupdq (uint8) in and
+    out, pixeldq (uint32) in and out, gain and readnoise (float32) in."""
+    pixels = case.ny * case.nx
+    return case.samples * (4 + 1 + 1) + pixels * (4 + 4 + 4 + 4)
+
+
+def kernel_seconds(run: Callable[[], Any]) -> tuple[float, str]:
+    """Device seconds of the CUDA kernels of one more ``run()`` (events around each launch),
+    or its wall time, labelled, when the launcher cannot be instrumented or launched nothing."""
+    try:
+        with KernelTimer() as timer:
+            start = time.perf_counter()
+            run()
+            wall = time.perf_counter() - start
+    except (ImportError, AttributeError):
+        start = time.perf_counter()
+        run()
+        return time.perf_counter() - start, "end-to-end"
+    if not timer.events:
+        return wall, "end-to-end"
+    return timer.seconds, f"kernel, {len(timer.events)} launches"
+
+
+def bandwidth_row(nbytes: int, seconds: float, basis: str, peak_bw: float) -> dict[str, Any]:
+    """The ``bandwidth`` entry of a GPU result row."""
+    achieved = nbytes / seconds
+    return {"bytes": nbytes, "seconds": seconds, "basis": basis, "achieved_GBps": achieved / 1e9,
+            "peak_GBps": peak_bw / 1e9, "fraction_of_peak": achieved / peak_bw}
+
+
 # --------------------------------------------------------------------------- output
 
 

@@ -11,7 +11,10 @@ MIRI (TFRAME 2.775 s). stcal runs in this process the way jwst's JumpStep drives
 default parameters and ``maximum_cores='1'``; gpucal runs with ``backend='cpu'`` (and
 ``'gpu'`` when a GPU works). One line per case and backend: shape, stcal seconds, gpucal
 seconds, ratio stcal/gpucal, gpucal Msamples/s, and whether the whole group DQ and pixel
-DQ equal stcal's. Results also go to bench/out/jump.json.
+DQ equal stcal's; GPU rows add the achieved memory bandwidth: the bytes detection must
+move (float32 data, uint8 group DQ in and out, pixel DQ, gain, read noise) over the summed
+kernel time of one extra run (CUDA events around each launch), as a fraction of the
+device's measured copy bandwidth. Results also go to bench/out/jump.json.
 """
 
 from __future__ import annotations
@@ -27,10 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from common import (  # noqa: E402
     Case,
+    bandwidth_row,
     bench_parser,
     cases_and_backends,
     default_repeats,
     environment,
+    jump_bytes,
+    kernel_seconds,
+    measure_peak_bandwidth,
     timed,
     write_json,
 )
@@ -55,7 +62,8 @@ def run_stcal(ex):
                               nframes=r.nframes)
 
 
-def run_case(case: Case, backends: list[str], repeats: int | None, seed: int, with_stcal: bool) -> list[dict]:
+def run_case(case: Case, backends: list[str], repeats: int | None, seed: int, with_stcal: bool,
+             peak_bw: float | None = None) -> list[dict]:
     import gpucal
 
     ex = make_case(case, seed)
@@ -77,6 +85,9 @@ def run_case(case: Case, backends: list[str], repeats: int | None, seed: int, wi
             row["groupdq_identical"] = bool(np.array_equal(out.groupdq, ref[0]))
             row["pixeldq_identical"] = bool(np.array_equal(out.pixeldq, ref[1]))
             row["n_primary_equal"] = out.meta.get("JUMPNPRI") == ref[2]
+        if backend == "gpu" and peak_bw:
+            seconds, basis = kernel_seconds(lambda: gpucal.detect_jumps(ex.ramp, ex.gain, ex.readnoise, backend="gpu"))
+            row["bandwidth"] = bandwidth_row(jump_bytes(case), seconds, basis, peak_bw)
         rows.append(row)
         print(format_row(row), flush=True)
     return rows
@@ -88,11 +99,15 @@ def format_row(row: dict[str, Any]) -> str:
     same = "-"
     if "groupdq_identical" in row:
         same = "yes" if row["groupdq_identical"] and row["pixeldq_identical"] and row["n_primary_equal"] else "NO"
+    bw = row.get("bandwidth")
+    bw_text = (f"{bw['achieved_GBps']:.0f} GB/s = {100 * bw['fraction_of_peak']:.0f}% of "
+               f"{bw['peak_GBps']:.0f} GB/s ({bw['basis']})") if bw else "-"
     return (f"{row['case']:<16} {row['backend']:<7} {stcal:>9} {row['gpucal_s']:9.3f} {ratio:>6} "
-            f"{row['msamples_per_s']:8.1f} {row['jump_samples']:>9} {same:>9}")
+            f"{row['msamples_per_s']:8.1f} {row['jump_samples']:>9} {same:>9}  {bw_text}")
 
 
-HEADER = f"{'case':<16} {'backend':<7} {'stcal_s':>9} {'gpucal_s':>9} {'ratio':>6} {'Msamp/s':>8} {'jumps':>9} {'dq_equal':>9}"
+HEADER = (f"{'case':<16} {'backend':<7} {'stcal_s':>9} {'gpucal_s':>9} {'ratio':>6} {'Msamp/s':>8} {'jumps':>9} "
+          f"{'dq_equal':>9}  bandwidth")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
 
     env = environment()
     print(f"# {env['date']}  commit {env['commit']}  cpu: {env['cpu']}  gpu: {env['gpu'] or 'none'}")
+    peak_bw = None
+    if "gpu" in backends:
+        peak_bw = measure_peak_bandwidth()
+        print(f"# device copy bandwidth: {peak_bw / 1e9:.0f} GB/s (best of 10 device-to-device copies)")
     print(HEADER)
     # warm-up (imports, host threads)
     warm = make_case(Case(1, 5, 32, 32), 0)
@@ -111,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         run_stcal(warm)
     rows = []
     for case in cases:
-        rows.extend(run_case(case, backends, args.repeats, args.seed, args.stcal))
-    write_json(args.json, {"environment": env, "rows": rows})
+        rows.extend(run_case(case, backends, args.repeats, args.seed, args.stcal, peak_bw))
+    write_json(args.json, {"environment": env, "peak_bandwidth_Bps": peak_bw, "rows": rows})
     return 0
 
 

@@ -8,6 +8,7 @@ IPC and saturation growth need). The functions share their modules' names, so
 
 from __future__ import annotations
 
+from .clean_flicker_noise import clean_flicker_noise
 from .dark_current import DarkCurrentResult, dark_current
 from .dq_init import dq_init
 from .frames import firstframe, lastframe
@@ -20,6 +21,7 @@ from .saturation import saturation
 from .superbias import superbias
 
 __all__ = [
+    "clean_flicker_noise",
     "DarkCurrentResult",
     "dark_current",
     "dq_init",
