@@ -5,18 +5,24 @@ array module, handed to the step's kernel, and copied back into new host arrays.
 that looks at neighbouring rows (saturation growth) asks for a ``halo``: the kernel then
 sees ``halo`` extra rows on each side (fewer at the detector edges) and only the interior
 rows are kept.
+
+On the CPU, blocks are cache-sized (about :data:`~gpucal.chunking.CPU_BLOCK_SAMPLES`
+samples) and run on :func:`~gpucal.chunking.cpu_workers` threads: numpy releases the GIL in
+its element loops, the kernels are pure functions of their block, and every block writes
+its own rows of the output, so the result does not depend on the thread count.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from ..backend import array_module, resolve_backend, to_host
-from ..chunking import parse_memory, rows_per_block
+from ..chunking import cache_block, cpu_workers, parse_memory, rows_per_block
 from ..ramp import Ramp
 from ._derive import like
 
@@ -50,9 +56,15 @@ def run_blocks(ramp: Ramp, kernel: Kernel, backend: str | None, *, halo: int = 0
     pixeldq = np.empty((ny, nx), np.uint32)
     zeroframe = None if ramp.zeroframe is None else np.empty((nints, ny, nx), np.float32)
     bytes_per_pixel = 3 * ramp.nbytes_per_row // max(nx, 1)
-    step = max(1, rows_per_block(ny, nx, bytes_per_pixel, block_bytes) - 2 * halo) if halo else \
-        rows_per_block(ny, nx, bytes_per_pixel, block_bytes)
-    for r0 in range(0, ny, step):
+    budget_rows = rows_per_block(ny, nx, bytes_per_pixel, block_bytes)
+    workers = 1
+    if name == "cpu":
+        # Threads share the budget; a block holds about a cache-sized number of samples.
+        workers = max(1, min(cpu_workers(), budget_rows))
+        budget_rows = min(budget_rows // workers, max(cache_block(nints * ngroups * nx), 4 * halo + 1))
+    step = max(1, budget_rows - 2 * halo)
+
+    def run(r0: int) -> None:
         r1 = min(ny, r0 + step)
         h0, h1 = max(0, r0 - halo), min(ny, r1 + halo)
         blk = ramp.block(h0, h1)
@@ -64,7 +76,17 @@ def run_blocks(ramp: Ramp, kernel: Kernel, backend: str | None, *, halo: int = 0
         pixeldq[r0:r1] = to_host(p[keep])
         if zeroframe is not None:
             zeroframe[:, r0:r1] = to_host(z[:, keep])
-    logger.debug("ran %s on %s in row blocks of %d (%s)", getattr(kernel, "__name__", "step"), ramp, step, name)
+
+    starts = range(0, ny, step)
+    if workers == 1:
+        for r0 in starts:
+            run(r0)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(run, starts):  # re-raises a block's error
+                pass
+    logger.debug("ran %s on %s in row blocks of %d (%s, %d thread(s))", getattr(kernel, "__name__", "step"), ramp, step,
+                 name, workers)
     return like(ramp, data, groupdq, pixeldq, zeroframe)
 
 
