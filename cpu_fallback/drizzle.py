@@ -107,34 +107,41 @@ def square_corners(pixmap: np.ndarray, i: np.ndarray, j: np.ndarray, h: float):
 def sgarea(x1, y1, x2, y2):
     """Signed area under each segment inside the unit square (``sgarea``), vectorised.
 
-    The segments that miss the square's x range (most of a kernel box) are settled first;
-    the rest is computed on the compacted survivors with the reference's branch order.
+    Only for segments that reach the square's x range (``x1 != x2``, ``min < 1``, ``max > 0``):
+    ``boxer`` settles the others (area zero). The segments crossing the square vertically are
+    compacted again and computed with the reference's branch order.
     """
     dx = x2 - x1
-    neg = dx < 0
-    lo = np.where(neg, x2, x1)
-    hi = np.where(neg, x1, x2)
-    res = np.zeros(dx.shape)
-    idx = np.flatnonzero((dx != 0) & (lo < 1.0) & (hi > 0.0))
-    if idx.size == 0:
-        return res
-    x1, y1, x2, y2, dx, lo, hi = x1[idx], y1[idx], x2[idx], y2[idx], dx[idx], lo[idx], hi[idx]
-    s = np.where(neg[idx], -1.0, 1.0)
-    dy = y2 - y1
-    lo = np.where(lo > 0.0, lo, 0.0)
-    hi = np.where(hi < 1.0, hi, 1.0)
-    slope = dy / dx
-    ylo = y1 + slope * (lo - x1)
-    yhi = y1 + slope * (hi - x1)
-    zero = (ylo <= 0.0) & (yhi <= 0.0)
-    above = (ylo >= 1.0) & (yhi >= 1.0)
-    res[idx] = np.where(above & ~zero, s * (hi - lo), 0.0)
-    # segments crossing the square vertically: compacted again
-    sub = np.flatnonzero(~(zero | above))
+    sgn = np.where(dx < 0.0, -1.0, 1.0)
+    # x1 != x2 and neither is NaN or -0.0 (x - is never is): min/max select like the reference
+    lo = np.minimum(x1, x2)
+    hi = np.maximum(x1, x2)
+    np.maximum(lo, 0.0, out=lo)
+    np.minimum(hi, 1.0, out=hi)
+    slope = y2 - y1
+    slope /= dx
+    ylo = lo - x1
+    ylo *= slope
+    ylo += y1
+    yhi = hi - x1
+    yhi *= slope
+    yhi += y1
+    above = ylo >= 1.0
+    above &= yhi >= 1.0
+    res = hi - lo
+    res *= sgn
+    # zero-area segments add an exact zero whatever its sign (boxer only tests the sum != 0)
+    res *= above
+    # segments crossing the square vertically (neither under it nor above it)
+    under = ylo <= 0.0
+    under &= yhi <= 0.0
+    under |= above
+    sub = np.flatnonzero(~under)
     if sub.size == 0:
         return res
-    x1, y1, x2, y2, dx, dy, s = x1[sub], y1[sub], x2[sub], y2[sub], dx[sub], dy[sub], s[sub]
+    x1, y1, x2, y2, dx, s = x1[sub], y1[sub], x2[sub], y2[sub], dx[sub], sgn[sub]
     lo, hi, ylo, yhi = lo[sub], hi[sub], ylo[sub], yhi[sub]
+    dy = y2 - y1
     with np.errstate(divide="ignore", invalid="ignore"):
         det = x1 * y2 - y1 * x2
         cut = det / dy
@@ -148,20 +155,33 @@ def sgarea(x1, y1, x2, y2):
         inside = s * 0.5 * (hi - lo) * (yhi + ylo)
         cross_top = s * (0.5 * (xtop - lo) * (1.0 + ylo) + hi - xtop)
         from_top = s * (0.5 * (hi - xtop) * (1.0 + yhi) + xtop - lo)
-    res[idx[sub]] = np.where(ylo <= 1.0, np.where(yhi <= 1.0, inside, cross_top), from_top)
+    res[sub] = np.where(ylo <= 1.0, np.where(yhi <= 1.0, inside, cross_top), from_top)
     return res
 
 
 def boxer(ii: np.ndarray, jj: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Overlap of each quadrilateral ``x, y (n, 4)`` with output pixel ``(ii, jj)`` (``boxer``)."""
-    is_ = ii - 0.5
-    js = jj - 0.5
-    px = x - is_[:, None]
-    py = y - js[:, None]
-    total = np.zeros(ii.shape)
-    for k in range(4):
-        m = (k + 1) & 3
-        total = total + sgarea(px[:, k], py[:, k], px[:, m], py[:, m])
+    """Overlap of each quadrilateral with output pixel ``(ii, jj)`` (``boxer``).
+
+    ``x, y (n, 5)``: the four corners then the first again (``pixel_geometry``), so that the
+    four edges are the views ``[:, :4] -> [:, 1:]``. All ``4n`` edges are filtered at once;
+    ``sgarea`` runs on the few that reach the output pixel's column, and the edge areas are
+    summed in the reference's order (skipped edges add an exact zero).
+    """
+    n = ii.size
+    px = x - (ii - 0.5)[:, None]
+    py = y - (jj - 0.5)[:, None]
+    x1, x2 = px[:, :4], px[:, 1:]
+    reach = np.minimum(x1, x2) < 1.0
+    reach &= np.maximum(x1, x2) > 0.0
+    reach &= x1 != x2
+    k = np.flatnonzero(reach)
+    k += k >> 2  # edge index in (n, 4) -> flat index of its first corner in (n, 5)
+    fx, fy = px.reshape(-1), py.reshape(-1)
+    area = np.zeros((n, 4))
+    area.reshape(-1)[np.flatnonzero(reach)] = sgarea(fx[k], fy[k], fx[k + 1], fy[k + 1])
+    total = area[:, 0] + area[:, 1]
+    total += area[:, 2]
+    total += area[:, 3]
     return total
 
 
@@ -194,7 +214,7 @@ def pixel_geometry(c: DrizzleConsts, pixmap: np.ndarray, onx: int, ony: int, i: 
         ymn = np.minimum.reduce([y[:, 0], y[:, 1], y[:, 2], y[:, 3], np.full(n, _DBL_MAX)])
         xmx = np.maximum.reduce([x[:, 0], x[:, 1], x[:, 2], x[:, 3], np.full(n, _DBL_MIN)])
         ymx = np.maximum.reduce([y[:, 0], y[:, 1], y[:, 2], y[:, 3], np.full(n, _DBL_MIN)])
-        g = dict(x=x, y=y, w=w, jj0=range_lo(c_round(ymn), ony), jj1=range_hi(c_round(ymx), ony),
+        g = dict(x=np.concatenate([x, x[:, :1]], axis=1), y=np.concatenate([y, y[:, :1]], axis=1), w=w, jj0=range_lo(c_round(ymn), ony), jj1=range_hi(c_round(ymx), ony),
                  ii0=range_lo(c_round(xmn), onx), ii1=range_hi(c_round(xmx), onx))
     else:
         nx = pixmap.shape[1]
@@ -231,14 +251,14 @@ def box_cells(g: dict) -> np.ndarray:
 def cell_weight(c: DrizzleConsts, g: dict, rep: np.ndarray, wi: np.ndarray, ii: np.ndarray, jj: np.ndarray,
                 lut: np.ndarray) -> np.ndarray:
     """Weight ``dow`` (float32) of each record: pixel ``rep`` onto output cell ``(ii, jj)``."""
-    fii = ii.astype(np.float64)
-    fjj = jj.astype(np.float64)
     w = g["w"][rep]
     if c.kernel == KERNEL_SQUARE:
-        dover = boxer(fii, fjj, g["x"][rep], g["y"][rep])
+        dover = boxer(ii, jj, g["x"][rep], g["y"][rep])
         return np.where(dover != 0.0, (dover * w).astype(np.float32), np.float32(0.0))
     if c.kernel == KERNEL_POINT:
         return wi[rep]
+    fii = ii.astype(np.float64)
+    fjj = jj.astype(np.float64)
     ox = g["x"][rep, 0]
     oy = g["y"][rep, 0]
     if c.kernel == KERNEL_TURBO:
@@ -337,7 +357,10 @@ def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pi
     d_all = data.reshape(-1)[p_all] * np.float32(iscale)
     img, wht = out_img.reshape(-1), out_wht.reshape(-1)
     img2 = [a.reshape(-1) for a in out_img2]
-    ctx = out_ctx.reshape(-1) if out_ctx is not None else None
+    if out_ctx is not None:
+        # OR is order-free: one pass over the whole group (repeated pixels write equal values)
+        ctx = out_ctx.reshape(-1)
+        ctx[out[dows > 0.0]] |= np.int32(bit)
     odq = out_dq.reshape(-1) if dq is not None else None
     pos = 0
     for size in layer_sizes:
@@ -346,8 +369,6 @@ def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pi
         o = out[layer]
         dow = dows[layer]
         d = d_all[layer]
-        if ctx is not None:
-            ctx[o[dow > 0.0]] |= np.int32(bit)
         vc = wht[o]
         vn = vc + dow
         first = vc == 0.0
