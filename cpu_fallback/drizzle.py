@@ -285,6 +285,65 @@ def cell_weight(c: DrizzleConsts, g: dict, rep: np.ndarray, wi: np.ndarray, ii: 
     return np.where(inside, (dover * w).astype(np.float32), np.float32(0.0))
 
 
+def _axis_terms(c: DrizzleConsts, o: np.ndarray, f: np.ndarray, lut: np.ndarray):
+    """One axis's factor of a separable kernel: pixel centres ``o (P,)``, cell coordinates ``f (k, P)``."""
+    if c.kernel == KERNEL_TURBO:
+        lo, hi = o - c.pfo, o + c.pfo
+        fhi, flo = f + 0.5, f - 0.5
+        return np.where(hi < fhi, hi, fhi) - np.where(lo > flo, lo, flo), None
+    if c.kernel == KERNEL_GAUSSIAN:
+        d = o - f
+        return d * d, None
+    r = c_round(np.abs((o - f) * c.sdp))
+    inside = r < c.nlut
+    return lut[np.where(inside, r, 0).astype(np.int64)], inside
+
+
+def separable_weights(c: DrizzleConsts, g: dict, lut: np.ndarray) -> np.ndarray:
+    """``dow`` (float32) of every record of the pixels of ``g`` for turbo, gaussian and lanczos.
+
+    The same arithmetic as ``cell_weight``, reorganised: these kernels are products (turbo,
+    lanczos) or sums (gaussian's ``r2``) of one term per axis, so pixels with equal box shapes
+    are grouped, each term is computed once per box column or row (``(w, P)``, ``(h, P)``) and
+    combined per cell in a dense ``(h, w, P)`` array (pixels innermost, long numpy loops),
+    written at the records' offsets.
+    """
+    counts = box_cells(g)
+    offsets = np.cumsum(counts) - counts
+    dows = np.empty(int(counts.sum()), np.float32)
+    bw = g["ii1"] - g["ii0"] + 1
+    bh = g["jj1"] - g["jj0"] + 1
+    shape_id = np.where(counts > 0, bh * (int(bw.max(initial=0)) + 1) + bw, -1)
+    for sid in np.unique(shape_id):
+        if sid < 0:
+            continue
+        p = np.flatnonzero(shape_id == sid)
+        h, w = int(bh[p[0]]), int(bw[p[0]])
+        fx = (g["ii0"][p] + np.arange(w)[:, None]).astype(np.float64)
+        fy = (g["jj0"][p] + np.arange(h)[:, None]).astype(np.float64)
+        tx, inx = _axis_terms(c, g["x"][p, 0], fx, lut)
+        ty, iny = _axis_terms(c, g["y"][p, 0], fy, lut)
+        wgt = g["w"][p]
+        tx, ty = tx[None], ty[:, None]
+        if c.kernel == KERNEL_TURBO:
+            dover = tx * ty
+            pos = (tx > 0.0) & (ty > 0.0)
+            pos &= dover > 0.0
+            dover *= c.scale
+            dover *= wgt
+            cell = np.where(pos, dover.astype(np.float32), np.float32(0.0))
+        elif c.kernel == KERNEL_GAUSSIAN:
+            r2 = tx + ty
+            dover = c.es * shared_exp(-r2 * c.scale)
+            cell = (dover.astype(np.float32).astype(np.float64) * wgt).astype(np.float32)
+        else:
+            dover = tx * ty
+            dover *= wgt
+            cell = np.where(inx[None] & iny[:, None], dover.astype(np.float32), np.float32(0.0))
+        dows[(offsets[p] + np.arange(h * w)[:, None]).reshape(-1)] = cell.reshape(-1)
+    return dows
+
+
 def _pixel_weights(pix: np.ndarray, weights: np.ndarray, wtscale: np.float32) -> np.ndarray:
     return weights.reshape(-1)[pix] * np.float32(wtscale)
 
@@ -303,12 +362,13 @@ def slice_geometry(g: dict, lo: int, hi: int) -> dict:
 
 
 def drizzle_emit(pix: np.ndarray, pixmap: np.ndarray, weights: np.ndarray, wtscale: float, onx: int, ony: int,
-                 c: DrizzleConsts, lut: np.ndarray, g: dict | None = None):
+                 c: DrizzleConsts, lut: np.ndarray, g: dict | None = None, dows: np.ndarray | None = None):
     """Records of the pixels ``pix`` in reference order: ``(keys, dows, rec_pixel)``.
 
     ``keys = (out_index << 32) | record`` with ``out_index = onx*ony`` for zero weights.
     ``g``: the pixels' ``pixel_geometry`` when already computed (numpy only; the CUDA
-    kernel recomputes it).
+    kernel recomputes it); ``dows``: the records' weights when already computed
+    (``separable_weights`` over a whole block).
     """
     nx = pixmap.shape[1]
     wi = _pixel_weights(pix, weights, wtscale)
@@ -320,9 +380,11 @@ def drizzle_emit(pix: np.ndarray, pixmap: np.ndarray, weights: np.ndarray, wtsca
     rep = np.repeat(np.arange(pix.size, dtype=np.int64), counts)
     t = np.arange(nrec, dtype=np.int64) - offsets[rep]
     bw = (g["ii1"] - g["ii0"] + 1)[rep]
-    jj = g["jj0"][rep] + t // bw
-    ii = g["ii0"][rep] + t % bw
-    dows = cell_weight(c, g, rep, wi, ii, jj, lut)
+    jj, ii = np.divmod(t, bw)
+    jj += g["jj0"][rep]
+    ii += g["ii0"][rep]
+    if dows is None:
+        dows = cell_weight(c, g, rep, wi, ii, jj, lut)
     out = np.where(dows != 0.0, jj * onx + ii, onx * ony)
     keys = (out << 32) | np.arange(nrec, dtype=np.int64)
     return keys, dows, rep.astype(np.int32)
@@ -349,6 +411,10 @@ def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pi
     # ranks are small: as int16 numpy's stable sort is a radix sort
     order = np.argsort(rank.astype(np.int16) if rank[-1] < 32767 and rank.max() < 32767 else rank, kind="stable")
     layer_sizes = np.bincount(rank)
+    if out_ctx is not None:
+        # OR is order-free: one pass over the group, in output order (repeated pixels write equal values)
+        ctx = out_ctx.reshape(-1)
+        ctx[out[dows[rec] > 0.0]] |= np.int32(bit)
     # every per-record quantity in layer order once, so that a layer is a contiguous slice
     r = rec[order]
     out = out[order]
@@ -357,10 +423,6 @@ def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pi
     d_all = data.reshape(-1)[p_all] * np.float32(iscale)
     img, wht = out_img.reshape(-1), out_wht.reshape(-1)
     img2 = [a.reshape(-1) for a in out_img2]
-    if out_ctx is not None:
-        # OR is order-free: one pass over the whole group (repeated pixels write equal values)
-        ctx = out_ctx.reshape(-1)
-        ctx[out[dows > 0.0]] |= np.int32(bit)
     odq = out_dq.reshape(-1) if dq is not None else None
     pos = 0
     for size in layer_sizes:

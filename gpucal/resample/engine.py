@@ -137,6 +137,8 @@ def _emit_block(call: DrizzleCall, pixmap, weights, onx: int, ony: int, pix: np.
     wi = weights.reshape(-1)[pix] * call.wtscale
     geometry = kernels.pixel_geometry(call.consts, pixmap, onx, ony, pix % nx, pix // nx, wi)
     ends = np.cumsum(kernels.box_cells(geometry))
+    separable = call.consts.kernel in (kernels.KERNEL_TURBO, kernels.KERNEL_GAUSSIAN, kernels.KERNEL_LANCZOS)
+    block_dows = kernels.separable_weights(call.consts, geometry, call.lut) if separable else None
     groups: list[tuple] = []
     pending: list[tuple] = []
     lo = first = npending = 0
@@ -144,7 +146,8 @@ def _emit_block(call: DrizzleCall, pixmap, weights, onx: int, ony: int, pix: np.
         base = int(ends[lo - 1]) if lo else 0
         hi = max(lo + 1, int(np.searchsorted(ends, base + CPU_BLOCK_RECORDS, side="right")))
         keys, dows, rec_pixel = kernels.drizzle_emit(pix[lo:hi], pixmap, weights, call.wtscale, onx, ony,
-                                                     call.consts, call.lut, kernels.slice_geometry(geometry, lo, hi))
+                                                     call.consts, call.lut, kernels.slice_geometry(geometry, lo, hi),
+                                                     None if block_dows is None else block_dows[base:ends[hi - 1]])
         # records and pixels numbered from the start of the replay group
         pending.append((keys + npending, dows, rec_pixel + (lo - first)))
         npending += keys.size
