@@ -269,3 +269,30 @@ def test_random_cases():
                 np.testing.assert_array_equal(got[name].view(np.uint8), expected.view(np.uint8), err_msg=f"{n} {name}")
             else:
                 assert ulp_distance(got[name], expected).max() <= 2, f"{n} {name}"
+
+
+@pytest.mark.parametrize("kernel", ["square", "lanczos3"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_also_planes_equal_separate_calls(kernel, workers, monkeypatch):
+    """``add_image(also=...)`` gives each extra image the bits of its own fresh ``Drizzle``."""
+    from gpucal.resample import engine
+
+    monkeypatch.setattr(engine, "CPU_BLOCK_PIXELS", 41)
+    monkeypatch.setenv("GPUCAL_CPU_WORKERS", workers)
+    shape, out_shape = (22, 20), (25, 26)
+    weights = np.random.default_rng(5).random(shape).astype(np.float32)
+    weights[weights < 0.15] = 0
+    extra = [random_image(shape, 11), np.abs(random_image(shape, 12)).astype(np.float64)]
+    pixmap = affine_pixmap(shape, 33.0, 0.9)
+    targets = [(d, np.zeros(out_shape, np.float32), np.zeros(out_shape, np.float32)) for d in extra]
+    main = Drizzle(kernel=kernel, out_shape=out_shape, backend="cpu")
+    main.add_image(random_image(shape, 1), exptime=1.0, pixmap=affine_pixmap(shape, 10.0, 1.1))
+    main.add_image(random_image(shape, 2), exptime=1.0, pixmap=pixmap, weight_map=weights, also=targets)
+    for d, img, wht in targets:
+        alone = Drizzle(kernel=kernel, out_shape=out_shape, fillval=0.0, disable_ctx=True, backend="cpu")
+        alone.add_image(d, exptime=1.0, pixmap=pixmap, weight_map=weights)
+        assert (wht > 0).sum() > 200
+        np.testing.assert_array_equal(img.view(np.uint32), alone.out_img.view(np.uint32))
+        np.testing.assert_array_equal(wht.view(np.uint32), alone.out_wht.view(np.uint32))
+    with pytest.raises(ValueError, match="also"):
+        main.add_image(extra[0], exptime=1.0, pixmap=pixmap, also=[(extra[0], np.zeros(out_shape), targets[0][2])])

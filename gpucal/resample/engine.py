@@ -163,13 +163,15 @@ def _emit_block(call: DrizzleCall, pixmap, weights, onx: int, ony: int, pix: np.
 
 
 def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, out_ctx,
-            out_dq, workers: int | None = None) -> None:
+            out_dq, workers: int | None = None, shared: list = ()) -> None:
     """Drizzle the planned pixels with numpy, blocks of ``CPU_BLOCK_PIXELS`` pixels in scanner order.
 
     Up to ``workers`` threads (default ``gpucal.chunking.cpu_workers()``) emit and sort the
     records of the next blocks (numpy releases the GIL in its array loops) while this
     thread replays the finished blocks strictly in scanner order, so the output is the
     same bits for any number of workers. At most ``workers + 1`` blocks are in flight.
+    ``shared``: ``[(data, out_img, out_wht)]`` replayed with the same records (no context,
+    data2 or dq), as ``Drizzle.add_image(also=...)`` documents.
     """
     ony, onx = out_img.shape
     blocks = [call.pix[s:s + CPU_BLOCK_PIXELS] for s in range(0, call.pix.size, CPU_BLOCK_PIXELS)]
@@ -179,6 +181,9 @@ def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wh
         for keys, dows, rec_pixel, pix in groups:
             kernels.drizzle_replay(keys, dows, rec_pixel, pix, data, call.iscale, data2, call.iscale2, dq,
                                    out_img, out_wht, out_img2, out_ctx, call.bit, out_dq)
+            for s_data, s_img, s_wht in shared:
+                kernels.drizzle_replay(keys, dows, rec_pixel, pix, s_data, call.iscale, [], call.iscale2, None,
+                                       s_img, s_wht, [], None, call.bit, None)
 
     if workers <= 1:
         for pix in blocks:
