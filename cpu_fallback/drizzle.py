@@ -390,18 +390,13 @@ def drizzle_emit(pix: np.ndarray, pixmap: np.ndarray, weights: np.ndarray, wtsca
     return keys, dows, rep.astype(np.int32)
 
 
-def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pix: np.ndarray, data: np.ndarray,
-                   iscale: np.float32, data2: list, iscale2: np.float32, dq: np.ndarray | None, out_img: np.ndarray,
-                   out_wht: np.ndarray, out_img2: list, out_ctx: np.ndarray | None, bit: int,
-                   out_dq: np.ndarray | None) -> None:
-    """Apply the sorted records ``keys`` (zero weights excluded) to the outputs, in place.
+def replay_layers(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pix: np.ndarray) -> tuple:
+    """Rank layers of the sorted records ``keys``: ``(layer_sizes, out, dows, pixels)`` in layer order.
 
-    Records of one output pixel are applied in key order: layer ``r`` holds every output
-    pixel's ``r``-th record, and one layer is one elementwise update.
+    Layer ``r`` holds every output pixel's ``r``-th record (key order), so that a layer is a
+    contiguous slice; shared by every image replayed with the same records.
     """
     n = keys.size
-    if n == 0:
-        return
     out = keys >> 32
     rec = keys & 0xFFFFFFFF
     head = np.ones(n, dtype=bool)
@@ -410,16 +405,27 @@ def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pi
     rank = np.arange(n) - start
     # ranks are small: as int16 numpy's stable sort is a radix sort
     order = np.argsort(rank.astype(np.int16) if rank[-1] < 32767 and rank.max() < 32767 else rank, kind="stable")
-    layer_sizes = np.bincount(rank)
-    if out_ctx is not None:
-        # OR is order-free: one pass over the group, in output order (repeated pixels write equal values)
-        ctx = out_ctx.reshape(-1)
-        ctx[out[dows[rec] > 0.0]] |= np.int32(bit)
-    # every per-record quantity in layer order once, so that a layer is a contiguous slice
     r = rec[order]
-    out = out[order]
-    dows = dows[r]
-    p_all = pix[rec_pixel[r]]
+    return np.bincount(rank), out[order], dows[r], pix[rec_pixel[r]]
+
+
+def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pix: np.ndarray, data: np.ndarray,
+                   iscale: np.float32, data2: list, iscale2: np.float32, dq: np.ndarray | None, out_img: np.ndarray,
+                   out_wht: np.ndarray, out_img2: list, out_ctx: np.ndarray | None, bit: int,
+                   out_dq: np.ndarray | None, layers: tuple | None = None) -> None:
+    """Apply the sorted records ``keys`` (zero weights excluded) to the outputs, in place.
+
+    Records of one output pixel are applied in key order: layer ``r`` holds every output
+    pixel's ``r``-th record, and one layer is one elementwise update. ``layers``: the
+    records' ``replay_layers`` when already computed.
+    """
+    if keys.size == 0:
+        return
+    layer_sizes, out, dows, p_all = replay_layers(keys, dows, rec_pixel, pix) if layers is None else layers
+    if out_ctx is not None:
+        # OR is order-free: one pass over the group (repeated pixels write equal values)
+        ctx = out_ctx.reshape(-1)
+        ctx[out[dows > 0.0]] |= np.int32(bit)
     d_all = data.reshape(-1)[p_all] * np.float32(iscale)
     img, wht = out_img.reshape(-1), out_wht.reshape(-1)
     img2 = [a.reshape(-1) for a in out_img2]

@@ -179,11 +179,14 @@ def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wh
 
     def replay(groups):
         for keys, dows, rec_pixel, pix in groups:
+            if keys.size == 0:
+                continue
+            layers = kernels.replay_layers(keys, dows, rec_pixel, pix)
             kernels.drizzle_replay(keys, dows, rec_pixel, pix, data, call.iscale, data2, call.iscale2, dq,
-                                   out_img, out_wht, out_img2, out_ctx, call.bit, out_dq)
+                                   out_img, out_wht, out_img2, out_ctx, call.bit, out_dq, layers)
             for s_data, s_img, s_wht in shared:
                 kernels.drizzle_replay(keys, dows, rec_pixel, pix, s_data, call.iscale, [], call.iscale2, None,
-                                       s_img, s_wht, [], None, call.bit, None)
+                                       s_img, s_wht, [], None, call.bit, None, layers)
 
     if workers <= 1:
         for pix in blocks:
