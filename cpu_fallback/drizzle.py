@@ -81,10 +81,12 @@ def square_corners(pixmap: np.ndarray, i: np.ndarray, j: np.ndarray, h: float):
         fac_e = (1 - h) * h
         fac_k = h * h
         f = {}
+        flat = pixmap.reshape(-1, 2)
+        base = jj * nx + ii
         for b in range(3):
             for a in range(3):
                 fac = fac_c if (a == 1 and b == 1) else (fac_e if (a == 1 or b == 1) else fac_k)
-                p = pixmap[jj - 1 + b, ii - 1 + a]
+                p = np.take(flat, base + ((b - 1) * nx + a - 1), axis=0)  # pixmap[jj - 1 + b, ii - 1 + a]
                 f[a, b] = (p[:, 0] * fac, p[:, 1] * fac)
         for c, (q0, q1, q2, q3) in enumerate((((0, 1), (1, 1), (0, 2), (1, 2)), ((1, 1), (2, 1), (1, 2), (2, 2)),
                                               ((1, 0), (2, 0), (1, 1), (2, 1)), ((0, 0), (1, 0), (0, 1), (1, 1)))):
