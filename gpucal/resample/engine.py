@@ -171,32 +171,50 @@ def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wh
     thread replays the finished blocks strictly in scanner order, so the output is the
     same bits for any number of workers. At most ``workers + 1`` blocks are in flight.
     ``shared``: ``[(data, out_img, out_wht)]`` replayed with the same records (no context,
-    data2 or dq), as ``Drizzle.add_image(also=...)`` documents.
+    data2 or dq), as ``Drizzle.add_image(also=...)`` documents; with threads each of them is
+    replayed on its own thread, in scanner order too.
     """
     ony, onx = out_img.shape
     blocks = [call.pix[s:s + CPU_BLOCK_PIXELS] for s in range(0, call.pix.size, CPU_BLOCK_PIXELS)]
     workers = min(cpu_workers() if workers is None else workers, len(blocks))
+    # with threads, each shared image is replayed on its own single-thread lane: FIFO, so its
+    # groups still arrive in scanner order, and no other thread touches its outputs
+    lanes = [ThreadPoolExecutor(1, thread_name_prefix="gpucal-drizzle-also") for _ in shared] if workers > 1 else []
+    waiting: list = []
 
     def replay(groups):
+        nonlocal waiting
         for keys, dows, rec_pixel, pix in groups:
             if keys.size == 0:
                 continue
             layers = kernels.replay_layers(keys, dows, rec_pixel, pix)
+            jobs = [(kernels.drizzle_replay, keys, dows, rec_pixel, pix, s_data, call.iscale, [], call.iscale2, None,
+                     s_img, s_wht, [], None, call.bit, None, layers) for s_data, s_img, s_wht in shared]
+            submitted = [lane.submit(*job) for lane, job in zip(lanes, jobs)]
             kernels.drizzle_replay(keys, dows, rec_pixel, pix, data, call.iscale, data2, call.iscale2, dq,
                                    out_img, out_wht, out_img2, out_ctx, call.bit, out_dq, layers)
-            for s_data, s_img, s_wht in shared:
-                kernels.drizzle_replay(keys, dows, rec_pixel, pix, s_data, call.iscale, [], call.iscale2, None,
-                                       s_img, s_wht, [], None, call.bit, None, layers)
+            if not lanes:
+                for fn, *args in jobs:
+                    fn(*args)
+            for future in waiting:  # at most two groups queued per lane (bounded memory)
+                future.result()
+            waiting = submitted
 
-    if workers <= 1:
-        for pix in blocks:
-            replay(_emit_block(call, pixmap, weights, onx, ony, pix))
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="gpucal-drizzle") as pool:
-        inflight: deque = deque()
-        for pix in blocks:
-            inflight.append(pool.submit(_emit_block, call, pixmap, weights, onx, ony, pix))
-            if len(inflight) > workers:
+    try:
+        if workers <= 1:
+            for pix in blocks:
+                replay(_emit_block(call, pixmap, weights, onx, ony, pix))
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="gpucal-drizzle") as pool:
+            inflight: deque = deque()
+            for pix in blocks:
+                inflight.append(pool.submit(_emit_block, call, pixmap, weights, onx, ony, pix))
+                if len(inflight) > workers:
+                    replay(inflight.popleft().result())
+            while inflight:
                 replay(inflight.popleft().result())
-        while inflight:
-            replay(inflight.popleft().result())
+        for future in waiting:
+            future.result()
+    finally:
+        for lane in lanes:
+            lane.shutdown(wait=True)
