@@ -81,10 +81,12 @@ def square_corners(pixmap: np.ndarray, i: np.ndarray, j: np.ndarray, h: float):
         fac_e = (1 - h) * h
         fac_k = h * h
         f = {}
+        flat = pixmap.reshape(-1, 2)
+        base = jj * nx + ii
         for b in range(3):
             for a in range(3):
                 fac = fac_c if (a == 1 and b == 1) else (fac_e if (a == 1 or b == 1) else fac_k)
-                p = pixmap[jj - 1 + b, ii - 1 + a]
+                p = np.take(flat, base + ((b - 1) * nx + a - 1), axis=0)  # pixmap[jj - 1 + b, ii - 1 + a]
                 f[a, b] = (p[:, 0] * fac, p[:, 1] * fac)
         for c, (q0, q1, q2, q3) in enumerate((((0, 1), (1, 1), (0, 2), (1, 2)), ((1, 1), (2, 1), (1, 2), (2, 2)),
                                               ((1, 0), (2, 0), (1, 1), (2, 1)), ((0, 0), (1, 0), (0, 1), (1, 1)))):
@@ -107,34 +109,41 @@ def square_corners(pixmap: np.ndarray, i: np.ndarray, j: np.ndarray, h: float):
 def sgarea(x1, y1, x2, y2):
     """Signed area under each segment inside the unit square (``sgarea``), vectorised.
 
-    The segments that miss the square's x range (most of a kernel box) are settled first;
-    the rest is computed on the compacted survivors with the reference's branch order.
+    Only for segments that reach the square's x range (``x1 != x2``, ``min < 1``, ``max > 0``):
+    ``boxer`` settles the others (area zero). The segments crossing the square vertically are
+    compacted again and computed with the reference's branch order.
     """
     dx = x2 - x1
-    neg = dx < 0
-    lo = np.where(neg, x2, x1)
-    hi = np.where(neg, x1, x2)
-    res = np.zeros(dx.shape)
-    idx = np.flatnonzero((dx != 0) & (lo < 1.0) & (hi > 0.0))
-    if idx.size == 0:
-        return res
-    x1, y1, x2, y2, dx, lo, hi = x1[idx], y1[idx], x2[idx], y2[idx], dx[idx], lo[idx], hi[idx]
-    s = np.where(neg[idx], -1.0, 1.0)
-    dy = y2 - y1
-    lo = np.where(lo > 0.0, lo, 0.0)
-    hi = np.where(hi < 1.0, hi, 1.0)
-    slope = dy / dx
-    ylo = y1 + slope * (lo - x1)
-    yhi = y1 + slope * (hi - x1)
-    zero = (ylo <= 0.0) & (yhi <= 0.0)
-    above = (ylo >= 1.0) & (yhi >= 1.0)
-    res[idx] = np.where(above & ~zero, s * (hi - lo), 0.0)
-    # segments crossing the square vertically: compacted again
-    sub = np.flatnonzero(~(zero | above))
+    sgn = np.where(dx < 0.0, -1.0, 1.0)
+    # x1 != x2 and neither is NaN or -0.0 (x - is never is): min/max select like the reference
+    lo = np.minimum(x1, x2)
+    hi = np.maximum(x1, x2)
+    np.maximum(lo, 0.0, out=lo)
+    np.minimum(hi, 1.0, out=hi)
+    slope = y2 - y1
+    slope /= dx
+    ylo = lo - x1
+    ylo *= slope
+    ylo += y1
+    yhi = hi - x1
+    yhi *= slope
+    yhi += y1
+    above = ylo >= 1.0
+    above &= yhi >= 1.0
+    res = hi - lo
+    res *= sgn
+    # zero-area segments add an exact zero whatever its sign (boxer only tests the sum != 0)
+    res *= above
+    # segments crossing the square vertically (neither under it nor above it)
+    under = ylo <= 0.0
+    under &= yhi <= 0.0
+    under |= above
+    sub = np.flatnonzero(~under)
     if sub.size == 0:
         return res
-    x1, y1, x2, y2, dx, dy, s = x1[sub], y1[sub], x2[sub], y2[sub], dx[sub], dy[sub], s[sub]
+    x1, y1, x2, y2, dx, s = x1[sub], y1[sub], x2[sub], y2[sub], dx[sub], sgn[sub]
     lo, hi, ylo, yhi = lo[sub], hi[sub], ylo[sub], yhi[sub]
+    dy = y2 - y1
     with np.errstate(divide="ignore", invalid="ignore"):
         det = x1 * y2 - y1 * x2
         cut = det / dy
@@ -148,20 +157,33 @@ def sgarea(x1, y1, x2, y2):
         inside = s * 0.5 * (hi - lo) * (yhi + ylo)
         cross_top = s * (0.5 * (xtop - lo) * (1.0 + ylo) + hi - xtop)
         from_top = s * (0.5 * (hi - xtop) * (1.0 + yhi) + xtop - lo)
-    res[idx[sub]] = np.where(ylo <= 1.0, np.where(yhi <= 1.0, inside, cross_top), from_top)
+    res[sub] = np.where(ylo <= 1.0, np.where(yhi <= 1.0, inside, cross_top), from_top)
     return res
 
 
 def boxer(ii: np.ndarray, jj: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Overlap of each quadrilateral ``x, y (n, 4)`` with output pixel ``(ii, jj)`` (``boxer``)."""
-    is_ = ii - 0.5
-    js = jj - 0.5
-    px = x - is_[:, None]
-    py = y - js[:, None]
-    total = np.zeros(ii.shape)
-    for k in range(4):
-        m = (k + 1) & 3
-        total = total + sgarea(px[:, k], py[:, k], px[:, m], py[:, m])
+    """Overlap of each quadrilateral with output pixel ``(ii, jj)`` (``boxer``).
+
+    ``x, y (n, 5)``: the four corners then the first again (``pixel_geometry``), so that the
+    four edges are the views ``[:, :4] -> [:, 1:]``. All ``4n`` edges are filtered at once;
+    ``sgarea`` runs on the few that reach the output pixel's column, and the edge areas are
+    summed in the reference's order (skipped edges add an exact zero).
+    """
+    n = ii.size
+    px = x - (ii - 0.5)[:, None]
+    py = y - (jj - 0.5)[:, None]
+    x1, x2 = px[:, :4], px[:, 1:]
+    reach = np.minimum(x1, x2) < 1.0
+    reach &= np.maximum(x1, x2) > 0.0
+    reach &= x1 != x2
+    k = np.flatnonzero(reach)
+    k += k >> 2  # edge index in (n, 4) -> flat index of its first corner in (n, 5)
+    fx, fy = px.reshape(-1), py.reshape(-1)
+    area = np.zeros((n, 4))
+    area.reshape(-1)[np.flatnonzero(reach)] = sgarea(fx[k], fy[k], fx[k + 1], fy[k + 1])
+    total = area[:, 0] + area[:, 1]
+    total += area[:, 2]
+    total += area[:, 3]
     return total
 
 
@@ -194,7 +216,7 @@ def pixel_geometry(c: DrizzleConsts, pixmap: np.ndarray, onx: int, ony: int, i: 
         ymn = np.minimum.reduce([y[:, 0], y[:, 1], y[:, 2], y[:, 3], np.full(n, _DBL_MAX)])
         xmx = np.maximum.reduce([x[:, 0], x[:, 1], x[:, 2], x[:, 3], np.full(n, _DBL_MIN)])
         ymx = np.maximum.reduce([y[:, 0], y[:, 1], y[:, 2], y[:, 3], np.full(n, _DBL_MIN)])
-        g = dict(x=x, y=y, w=w, jj0=range_lo(c_round(ymn), ony), jj1=range_hi(c_round(ymx), ony),
+        g = dict(x=np.concatenate([x, x[:, :1]], axis=1), y=np.concatenate([y, y[:, :1]], axis=1), w=w, jj0=range_lo(c_round(ymn), ony), jj1=range_hi(c_round(ymx), ony),
                  ii0=range_lo(c_round(xmn), onx), ii1=range_hi(c_round(xmx), onx))
     else:
         nx = pixmap.shape[1]
@@ -231,14 +253,14 @@ def box_cells(g: dict) -> np.ndarray:
 def cell_weight(c: DrizzleConsts, g: dict, rep: np.ndarray, wi: np.ndarray, ii: np.ndarray, jj: np.ndarray,
                 lut: np.ndarray) -> np.ndarray:
     """Weight ``dow`` (float32) of each record: pixel ``rep`` onto output cell ``(ii, jj)``."""
-    fii = ii.astype(np.float64)
-    fjj = jj.astype(np.float64)
     w = g["w"][rep]
     if c.kernel == KERNEL_SQUARE:
-        dover = boxer(fii, fjj, g["x"][rep], g["y"][rep])
+        dover = boxer(ii, jj, g["x"][rep], g["y"][rep])
         return np.where(dover != 0.0, (dover * w).astype(np.float32), np.float32(0.0))
     if c.kernel == KERNEL_POINT:
         return wi[rep]
+    fii = ii.astype(np.float64)
+    fjj = jj.astype(np.float64)
     ox = g["x"][rep, 0]
     oy = g["y"][rep, 0]
     if c.kernel == KERNEL_TURBO:
@@ -265,6 +287,65 @@ def cell_weight(c: DrizzleConsts, g: dict, rep: np.ndarray, wi: np.ndarray, ii: 
     return np.where(inside, (dover * w).astype(np.float32), np.float32(0.0))
 
 
+def _axis_terms(c: DrizzleConsts, o: np.ndarray, f: np.ndarray, lut: np.ndarray):
+    """One axis's factor of a separable kernel: pixel centres ``o (P,)``, cell coordinates ``f (k, P)``."""
+    if c.kernel == KERNEL_TURBO:
+        lo, hi = o - c.pfo, o + c.pfo
+        fhi, flo = f + 0.5, f - 0.5
+        return np.where(hi < fhi, hi, fhi) - np.where(lo > flo, lo, flo), None
+    if c.kernel == KERNEL_GAUSSIAN:
+        d = o - f
+        return d * d, None
+    r = c_round(np.abs((o - f) * c.sdp))
+    inside = r < c.nlut
+    return lut[np.where(inside, r, 0).astype(np.int64)], inside
+
+
+def separable_weights(c: DrizzleConsts, g: dict, lut: np.ndarray) -> np.ndarray:
+    """``dow`` (float32) of every record of the pixels of ``g`` for turbo, gaussian and lanczos.
+
+    The same arithmetic as ``cell_weight``, reorganised: these kernels are products (turbo,
+    lanczos) or sums (gaussian's ``r2``) of one term per axis, so pixels with equal box shapes
+    are grouped, each term is computed once per box column or row (``(w, P)``, ``(h, P)``) and
+    combined per cell in a dense ``(h, w, P)`` array (pixels innermost, long numpy loops),
+    written at the records' offsets.
+    """
+    counts = box_cells(g)
+    offsets = np.cumsum(counts) - counts
+    dows = np.empty(int(counts.sum()), np.float32)
+    bw = g["ii1"] - g["ii0"] + 1
+    bh = g["jj1"] - g["jj0"] + 1
+    shape_id = np.where(counts > 0, bh * (int(bw.max(initial=0)) + 1) + bw, -1)
+    for sid in np.unique(shape_id):
+        if sid < 0:
+            continue
+        p = np.flatnonzero(shape_id == sid)
+        h, w = int(bh[p[0]]), int(bw[p[0]])
+        fx = (g["ii0"][p] + np.arange(w)[:, None]).astype(np.float64)
+        fy = (g["jj0"][p] + np.arange(h)[:, None]).astype(np.float64)
+        tx, inx = _axis_terms(c, g["x"][p, 0], fx, lut)
+        ty, iny = _axis_terms(c, g["y"][p, 0], fy, lut)
+        wgt = g["w"][p]
+        tx, ty = tx[None], ty[:, None]
+        if c.kernel == KERNEL_TURBO:
+            dover = tx * ty
+            pos = (tx > 0.0) & (ty > 0.0)
+            pos &= dover > 0.0
+            dover *= c.scale
+            dover *= wgt
+            cell = np.where(pos, dover.astype(np.float32), np.float32(0.0))
+        elif c.kernel == KERNEL_GAUSSIAN:
+            r2 = tx + ty
+            dover = c.es * shared_exp(-r2 * c.scale)
+            cell = (dover.astype(np.float32).astype(np.float64) * wgt).astype(np.float32)
+        else:
+            dover = tx * ty
+            dover *= wgt
+            cell = np.where(inx[None] & iny[:, None], dover.astype(np.float32), np.float32(0.0))
+        dows[(offsets[p] + np.arange(h * w)[:, None]).reshape(-1)] = cell.reshape(-1)
+    return dows
+
+
 def _pixel_weights(pix: np.ndarray, weights: np.ndarray, wtscale: np.float32) -> np.ndarray:
     return weights.reshape(-1)[pix] * np.float32(wtscale)
 
@@ -283,12 +364,13 @@ def slice_geometry(g: dict, lo: int, hi: int) -> dict:
 
 
 def drizzle_emit(pix: np.ndarray, pixmap: np.ndarray, weights: np.ndarray, wtscale: float, onx: int, ony: int,
-                 c: DrizzleConsts, lut: np.ndarray, g: dict | None = None):
+                 c: DrizzleConsts, lut: np.ndarray, g: dict | None = None, dows: np.ndarray | None = None):
     """Records of the pixels ``pix`` in reference order: ``(keys, dows, rec_pixel)``.
 
     ``keys = (out_index << 32) | record`` with ``out_index = onx*ony`` for zero weights.
     ``g``: the pixels' ``pixel_geometry`` when already computed (numpy only; the CUDA
-    kernel recomputes it).
+    kernel recomputes it); ``dows``: the records' weights when already computed
+    (``separable_weights`` over a whole block).
     """
     nx = pixmap.shape[1]
     wi = _pixel_weights(pix, weights, wtscale)
@@ -300,26 +382,23 @@ def drizzle_emit(pix: np.ndarray, pixmap: np.ndarray, weights: np.ndarray, wtsca
     rep = np.repeat(np.arange(pix.size, dtype=np.int64), counts)
     t = np.arange(nrec, dtype=np.int64) - offsets[rep]
     bw = (g["ii1"] - g["ii0"] + 1)[rep]
-    jj = g["jj0"][rep] + t // bw
-    ii = g["ii0"][rep] + t % bw
-    dows = cell_weight(c, g, rep, wi, ii, jj, lut)
+    jj, ii = np.divmod(t, bw)
+    jj += g["jj0"][rep]
+    ii += g["ii0"][rep]
+    if dows is None:
+        dows = cell_weight(c, g, rep, wi, ii, jj, lut)
     out = np.where(dows != 0.0, jj * onx + ii, onx * ony)
     keys = (out << 32) | np.arange(nrec, dtype=np.int64)
     return keys, dows, rep.astype(np.int32)
 
 
-def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pix: np.ndarray, data: np.ndarray,
-                   iscale: np.float32, data2: list, iscale2: np.float32, dq: np.ndarray | None, out_img: np.ndarray,
-                   out_wht: np.ndarray, out_img2: list, out_ctx: np.ndarray | None, bit: int,
-                   out_dq: np.ndarray | None) -> None:
-    """Apply the sorted records ``keys`` (zero weights excluded) to the outputs, in place.
+def replay_layers(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pix: np.ndarray) -> tuple:
+    """Rank layers of the sorted records ``keys``: ``(layer_sizes, out, dows, pixels)`` in layer order.
 
-    Records of one output pixel are applied in key order: layer ``r`` holds every output
-    pixel's ``r``-th record, and one layer is one elementwise update.
+    Layer ``r`` holds every output pixel's ``r``-th record (key order), so that a layer is a
+    contiguous slice; shared by every image replayed with the same records.
     """
     n = keys.size
-    if n == 0:
-        return
     out = keys >> 32
     rec = keys & 0xFFFFFFFF
     head = np.ones(n, dtype=bool)
@@ -328,16 +407,30 @@ def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pi
     rank = np.arange(n) - start
     # ranks are small: as int16 numpy's stable sort is a radix sort
     order = np.argsort(rank.astype(np.int16) if rank[-1] < 32767 and rank.max() < 32767 else rank, kind="stable")
-    layer_sizes = np.bincount(rank)
-    # every per-record quantity in layer order once, so that a layer is a contiguous slice
     r = rec[order]
-    out = out[order]
-    dows = dows[r]
-    p_all = pix[rec_pixel[r]]
+    return np.bincount(rank), out[order], dows[r], pix[rec_pixel[r]]
+
+
+def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pix: np.ndarray, data: np.ndarray,
+                   iscale: np.float32, data2: list, iscale2: np.float32, dq: np.ndarray | None, out_img: np.ndarray,
+                   out_wht: np.ndarray, out_img2: list, out_ctx: np.ndarray | None, bit: int,
+                   out_dq: np.ndarray | None, layers: tuple | None = None) -> None:
+    """Apply the sorted records ``keys`` (zero weights excluded) to the outputs, in place.
+
+    Records of one output pixel are applied in key order: layer ``r`` holds every output
+    pixel's ``r``-th record, and one layer is one elementwise update. ``layers``: the
+    records' ``replay_layers`` when already computed.
+    """
+    if keys.size == 0:
+        return
+    layer_sizes, out, dows, p_all = replay_layers(keys, dows, rec_pixel, pix) if layers is None else layers
+    if out_ctx is not None:
+        # OR is order-free: one pass over the group (repeated pixels write equal values)
+        ctx = out_ctx.reshape(-1)
+        ctx[out[dows > 0.0]] |= np.int32(bit)
     d_all = data.reshape(-1)[p_all] * np.float32(iscale)
     img, wht = out_img.reshape(-1), out_wht.reshape(-1)
     img2 = [a.reshape(-1) for a in out_img2]
-    ctx = out_ctx.reshape(-1) if out_ctx is not None else None
     odq = out_dq.reshape(-1) if dq is not None else None
     pos = 0
     for size in layer_sizes:
@@ -346,8 +439,6 @@ def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pi
         o = out[layer]
         dow = dows[layer]
         d = d_all[layer]
-        if ctx is not None:
-            ctx[o[dow > 0.0]] |= np.int32(bit)
         vc = wht[o]
         vn = vc + dow
         first = vc == 0.0

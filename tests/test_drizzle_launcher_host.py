@@ -67,3 +67,18 @@ def test_gpu_launcher_equals_cpu(host_gpu, kernel):
         for name in want:
             np.testing.assert_array_equal(got[name].view(np.uint8), want[name].view(np.uint8), err_msg=name)
     assert (plain["out_ctx"][0] < 0).any() and (plain["out_ctx"][1] == 1).any()
+
+
+def test_gpu_launcher_also_planes(host_gpu):
+    """``also`` images on the GPU path (one launch sequence each) equal the CPU path's."""
+    shape, out_shape = (14, 15), (17, 18)
+    pixmap = affine_pixmap(shape, 20.0, 1.1)
+    results = []
+    for backend in ("cpu", "gpu"):
+        targets = [(random_image(shape, 4), np.zeros(out_shape, np.float32), np.zeros(out_shape, np.float32))]
+        d = Drizzle(kernel="square", out_shape=out_shape, backend=backend)
+        d.add_image(random_image(shape, 3), exptime=1.0, pixmap=pixmap, also=targets)
+        results.append(targets[0][1:])
+    assert (results[0][1] > 0).sum() > 100
+    for cpu, gpu in zip(*results):
+        np.testing.assert_array_equal(cpu.view(np.uint32), gpu.view(np.uint32))

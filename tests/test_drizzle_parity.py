@@ -196,6 +196,33 @@ def test_small_replay_blocks(monkeypatch):
         assert_parity(calls, kernel=kernel, out_shape=(26, 27))
 
 
+@pytest.mark.parametrize("kernel", ["square", "turbo", "lanczos3"])
+def test_worker_threads_same_bits(kernel, monkeypatch):
+    """1, 2 and 3 emit threads over many small blocks: identical outputs, equal to drizzle's."""
+    from gpucal.resample import engine
+
+    monkeypatch.setattr(engine, "CPU_BLOCK_PIXELS", 29)
+    monkeypatch.setattr(engine, "CPU_BLOCK_RECORDS", 50)
+    shape = (24, 21)
+    dq = np.random.default_rng(3).integers(0, 16, shape).astype(np.uint32)
+    calls = [dict(data=random_image(shape, s), exptime=1.0, pixmap=affine_pixmap(shape, 25 * s + 5, 0.8 + 0.2 * s),
+                  dq=dq, data2=random_image(shape, 8), pixfrac=0.9) for s in range(3)]
+    results = []
+    for workers in ("1", "2", "3"):
+        monkeypatch.setenv("GPUCAL_CPU_WORKERS", workers)
+        results.append(outputs(run(Drizzle, calls, kernel=kernel, out_shape=(27, 26), backend="cpu")))
+    ref = outputs(run(reference.Drizzle, calls, kernel=kernel, out_shape=(27, 26)))
+    assert (ref["out_wht"] > 0).sum() > 300
+    for got in results:
+        assert got.keys() == ref.keys()
+        for name, arr in ref.items():
+            np.testing.assert_array_equal(got[name].view(np.uint8), results[0][name].view(np.uint8), err_msg=name)
+            if kernel in EXACT:
+                np.testing.assert_array_equal(got[name].view(np.uint8), arr.view(np.uint8), err_msg=name)
+            else:
+                assert ulp_distance(got[name], arr).max() <= 2, name
+
+
 def _zero_length_edge(pixmap, out_shape) -> bool:
     from gpucal.errors import InputError
     from gpucal.resample import scanner
@@ -242,3 +269,30 @@ def test_random_cases():
                 np.testing.assert_array_equal(got[name].view(np.uint8), expected.view(np.uint8), err_msg=f"{n} {name}")
             else:
                 assert ulp_distance(got[name], expected).max() <= 2, f"{n} {name}"
+
+
+@pytest.mark.parametrize("kernel", ["square", "lanczos3"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_also_planes_equal_separate_calls(kernel, workers, monkeypatch):
+    """``add_image(also=...)`` gives each extra image the bits of its own fresh ``Drizzle``."""
+    from gpucal.resample import engine
+
+    monkeypatch.setattr(engine, "CPU_BLOCK_PIXELS", 41)
+    monkeypatch.setenv("GPUCAL_CPU_WORKERS", workers)
+    shape, out_shape = (22, 20), (25, 26)
+    weights = np.random.default_rng(5).random(shape).astype(np.float32)
+    weights[weights < 0.15] = 0
+    extra = [random_image(shape, 11), np.abs(random_image(shape, 12)).astype(np.float64)]
+    pixmap = affine_pixmap(shape, 33.0, 0.9)
+    targets = [(d, np.zeros(out_shape, np.float32), np.zeros(out_shape, np.float32)) for d in extra]
+    main = Drizzle(kernel=kernel, out_shape=out_shape, backend="cpu")
+    main.add_image(random_image(shape, 1), exptime=1.0, pixmap=affine_pixmap(shape, 10.0, 1.1))
+    main.add_image(random_image(shape, 2), exptime=1.0, pixmap=pixmap, weight_map=weights, also=targets)
+    for d, img, wht in targets:
+        alone = Drizzle(kernel=kernel, out_shape=out_shape, fillval=0.0, disable_ctx=True, backend="cpu")
+        alone.add_image(d, exptime=1.0, pixmap=pixmap, weight_map=weights)
+        assert (wht > 0).sum() > 200
+        np.testing.assert_array_equal(img.view(np.uint32), alone.out_img.view(np.uint32))
+        np.testing.assert_array_equal(wht.view(np.uint32), alone.out_wht.view(np.uint32))
+    with pytest.raises(ValueError, match="also"):
+        main.add_image(extra[0], exptime=1.0, pixmap=pixmap, also=[(extra[0], np.zeros(out_shape), targets[0][2])])

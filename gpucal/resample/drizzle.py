@@ -286,8 +286,14 @@ class Drizzle:
     # -- drizzling ----------------------------------------------------------------------
     def add_image(self, data, exptime, pixmap, data2=None, dq=None, scale=_DEPRECATED_ARG, iscale=1.0,
                   pixel_scale_ratio=1.0, weight_map=None, wht_scale=1.0, pixfrac=1.0, in_units="cps", xmin=None,
-                  xmax=None, ymin=None, ymax=None):
+                  xmax=None, ymin=None, ymax=None, *, also=None):
         """Resample ``data`` with ``pixmap`` and co-add it into the outputs (drizzle 2.2.0 semantics).
+
+        ``also`` (gpucal extension): ``[(data_k, out_img_k, out_wht_k), ...]``, more images of
+        ``data``'s shape co-added with exactly this call's weights into their own float32
+        ``out_img_k``/``out_wht_k`` (updated in place; no context, fill or exposure time), the same
+        bits as separate ``add_image`` calls, with the kernel weights computed once (jwst drizzles
+        each variance array that way).
 
         ``pixmap`` is ``(ny, nx, 2)``: output x and y of each input pixel centre (NaN:
         unmapped). Returns ``(nmiss, nskip)`` as drizzle does; gpucal reports 0 for both
@@ -394,6 +400,8 @@ class Drizzle:
         call = plan_call(self._kernel.lower(), pixmap, self._out_img.shape, (xmin, xmax, ymin, ymax), float(pixfrac),
                          float(psr), iscale, wht_scale, bit)
         use_var = bool(planes2) or dq is not None
+        shared = [(_also_data(d, data.shape), _also_out(img, self._out_img.shape), _also_out(wht, self._out_img.shape))
+                  for d, img, wht in (also or ())]
         if call is not None:
             args = (call, data, weight_map, pixmap, planes2, dq if use_var else None, self._out_img, self._out_wht,
                     out2, ctx_plane, self._out_dq if dq is not None else None)
@@ -401,8 +409,10 @@ class Drizzle:
                 from gpucal.gpu.drizzle import run_gpu
 
                 run_gpu(*args)
+                for d, img, wht in shared:
+                    run_gpu(call, d, weight_map, pixmap, [], None, img, wht, [], None, None)
             else:
-                run_cpu(*args)
+                run_cpu(*args, shared=shared)
         self._put_fill(bool(planes2))
         self._ncoadds += 1
         return 0, 0
@@ -417,3 +427,19 @@ class Drizzle:
         if with_planes2 and fill2 is not None:
             for plane in self._out_img2:
                 plane[empty] = fill2
+
+
+def _also_data(data, shape: tuple[int, int]) -> np.ndarray:
+    """One ``also`` image as C-contiguous float32 of the input's shape."""
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    if data.shape != shape:
+        raise ValueError("'also' data shape is not consistent with 'data' shape.")
+    return data
+
+
+def _also_out(arr, shape: tuple[int, int]) -> np.ndarray:
+    """One ``also`` output: updated in place, so it must already be C-contiguous float32."""
+    if not (isinstance(arr, np.ndarray) and arr.dtype == np.float32 and arr.flags.c_contiguous
+            and arr.shape == shape):
+        raise ValueError(f"'also' outputs must be C-contiguous float32 arrays of shape {shape}.")
+    return arr

@@ -13,12 +13,15 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from cpu_fallback import drizzle as kernels
 from cpu_fallback.drizzle import KERNEL_IDS, DrizzleConsts
+from gpucal.chunking import cpu_workers
 from gpucal.errors import InputError
 
 from .scanner import estimate_pscale_ratio, scan_rows, shrink_image_section
@@ -121,44 +124,97 @@ def plan_call(kernel: str, pixmap: np.ndarray, out_shape: tuple[int, int], box: 
                        wtscale=np.float32(wtscale), bit=ctx_bit)
 
 
-def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, out_ctx,
-            out_dq) -> None:
-    """Drizzle the planned pixels with numpy, blocks of pixels in scanner order.
+def _emit_block(call: DrizzleCall, pixmap, weights, onx: int, ony: int, pix: np.ndarray) -> list[tuple]:
+    """Records of one pixel block, ready to replay: ``[(sorted keys, dows, rec_pixel, pixels)]``.
 
-    Geometry is computed per ``CPU_BLOCK_PIXELS`` pixels, records are emitted in cache-sized
-    pieces (``CPU_BLOCK_RECORDS``) and replayed in groups of about ``CPU_REPLAY_RECORDS``, so
-    the rank layers of the replay are long enough to amortise numpy's per-call cost.
+    Geometry is computed once for the block, records are emitted in cache-sized pieces
+    (``CPU_BLOCK_RECORDS``) and grouped by about ``CPU_REPLAY_RECORDS`` so that the rank
+    layers of the replay are long enough to amortise numpy's per-call cost. Pure function
+    of the block: safe to run in a worker thread.
     """
-    ony, onx = out_img.shape
     nx = pixmap.shape[1]
     sentinel = onx * ony
+    wi = weights.reshape(-1)[pix] * call.wtscale
+    geometry = kernels.pixel_geometry(call.consts, pixmap, onx, ony, pix % nx, pix // nx, wi)
+    ends = np.cumsum(kernels.box_cells(geometry))
+    separable = call.consts.kernel in (kernels.KERNEL_TURBO, kernels.KERNEL_GAUSSIAN, kernels.KERNEL_LANCZOS)
+    block_dows = kernels.separable_weights(call.consts, geometry, call.lut) if separable else None
+    groups: list[tuple] = []
     pending: list[tuple] = []
+    lo = first = npending = 0
+    while lo < pix.size:
+        base = int(ends[lo - 1]) if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(ends, base + CPU_BLOCK_RECORDS, side="right")))
+        keys, dows, rec_pixel = kernels.drizzle_emit(pix[lo:hi], pixmap, weights, call.wtscale, onx, ony,
+                                                     call.consts, call.lut, kernels.slice_geometry(geometry, lo, hi),
+                                                     None if block_dows is None else block_dows[base:ends[hi - 1]])
+        # records and pixels numbered from the start of the replay group
+        pending.append((keys + npending, dows, rec_pixel + (lo - first)))
+        npending += keys.size
+        lo = hi
+        if npending >= CPU_REPLAY_RECORDS or lo == pix.size:
+            keys = np.concatenate([p[0] for p in pending])
+            keys = np.sort(keys[(keys >> 32) != sentinel])  # unique keys: any sort is the stable order
+            groups.append((keys, np.concatenate([p[1] for p in pending]), np.concatenate([p[2] for p in pending]),
+                           pix[first:lo]))
+            pending.clear()
+            first, npending = lo, 0
+    return groups
 
-    def flush(pix_block):
-        keys = np.concatenate([p[0] for p in pending])
-        dows = np.concatenate([p[1] for p in pending])
-        rec_pixel = np.concatenate([p[2] for p in pending])
-        keys = np.sort(keys[(keys >> 32) != sentinel])  # unique keys: any sort is the stable order
-        kernels.drizzle_replay(keys, dows, rec_pixel, pix_block, data, call.iscale, data2, call.iscale2, dq,
-                               out_img, out_wht, out_img2, out_ctx, call.bit, out_dq)
-        pending.clear()
 
-    for start in range(0, call.pix.size, CPU_BLOCK_PIXELS):
-        pix = call.pix[start:start + CPU_BLOCK_PIXELS]
-        wi = weights.reshape(-1)[pix] * call.wtscale
-        geometry = kernels.pixel_geometry(call.consts, pixmap, onx, ony, pix % nx, pix // nx, wi)
-        ends = np.cumsum(kernels.box_cells(geometry))
-        lo = first = npending = 0
-        while lo < pix.size:
-            base = int(ends[lo - 1]) if lo else 0
-            hi = max(lo + 1, int(np.searchsorted(ends, base + CPU_BLOCK_RECORDS, side="right")))
-            keys, dows, rec_pixel = kernels.drizzle_emit(pix[lo:hi], pixmap, weights, call.wtscale, onx, ony,
-                                                         call.consts, call.lut,
-                                                         kernels.slice_geometry(geometry, lo, hi))
-            # records and pixels numbered from the start of the replay block
-            pending.append((keys + npending, dows, rec_pixel + (lo - first)))
-            npending += keys.size
-            lo = hi
-            if npending >= CPU_REPLAY_RECORDS or lo == pix.size:
-                flush(pix[first:lo])
-                first, npending = lo, 0
+def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, out_ctx,
+            out_dq, workers: int | None = None, shared: list = ()) -> None:
+    """Drizzle the planned pixels with numpy, blocks of ``CPU_BLOCK_PIXELS`` pixels in scanner order.
+
+    Up to ``workers`` threads (default ``gpucal.chunking.cpu_workers()``) emit and sort the
+    records of the next blocks (numpy releases the GIL in its array loops) while this
+    thread replays the finished blocks strictly in scanner order, so the output is the
+    same bits for any number of workers. At most ``workers + 1`` blocks are in flight.
+    ``shared``: ``[(data, out_img, out_wht)]`` replayed with the same records (no context,
+    data2 or dq), as ``Drizzle.add_image(also=...)`` documents; with threads each of them is
+    replayed on its own thread, in scanner order too.
+    """
+    ony, onx = out_img.shape
+    blocks = [call.pix[s:s + CPU_BLOCK_PIXELS] for s in range(0, call.pix.size, CPU_BLOCK_PIXELS)]
+    workers = min(cpu_workers() if workers is None else workers, len(blocks))
+    # with threads, each shared image is replayed on its own single-thread lane: FIFO, so its
+    # groups still arrive in scanner order, and no other thread touches its outputs
+    lanes = [ThreadPoolExecutor(1, thread_name_prefix="gpucal-drizzle-also") for _ in shared] if workers > 1 else []
+    waiting: list = []
+
+    def replay(groups):
+        nonlocal waiting
+        for keys, dows, rec_pixel, pix in groups:
+            if keys.size == 0:
+                continue
+            layers = kernels.replay_layers(keys, dows, rec_pixel, pix)
+            jobs = [(kernels.drizzle_replay, keys, dows, rec_pixel, pix, s_data, call.iscale, [], call.iscale2, None,
+                     s_img, s_wht, [], None, call.bit, None, layers) for s_data, s_img, s_wht in shared]
+            submitted = [lane.submit(*job) for lane, job in zip(lanes, jobs)]
+            kernels.drizzle_replay(keys, dows, rec_pixel, pix, data, call.iscale, data2, call.iscale2, dq,
+                                   out_img, out_wht, out_img2, out_ctx, call.bit, out_dq, layers)
+            if not lanes:
+                for fn, *args in jobs:
+                    fn(*args)
+            for future in waiting:  # at most two groups queued per lane (bounded memory)
+                future.result()
+            waiting = submitted
+
+    try:
+        if workers <= 1:
+            for pix in blocks:
+                replay(_emit_block(call, pixmap, weights, onx, ony, pix))
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="gpucal-drizzle") as pool:
+            inflight: deque = deque()
+            for pix in blocks:
+                inflight.append(pool.submit(_emit_block, call, pixmap, weights, onx, ony, pix))
+                if len(inflight) > workers:
+                    replay(inflight.popleft().result())
+            while inflight:
+                replay(inflight.popleft().result())
+        for future in waiting:
+            future.result()
+    finally:
+        for lane in lanes:
+            lane.shutdown(wait=True)

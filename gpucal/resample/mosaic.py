@@ -169,26 +169,26 @@ class _Mosaic:
                       xmin=xmin, xmax=xmax, ymin=ymin, ymax=ymax)
         log.info("drizzling %s (%dx%d) onto %dx%d", name, data.shape[1], data.shape[0],
                  self.grid.shape[1], self.grid.shape[0])
-        self.driz.add_image(data, **common)
+        # each variance's square root is drizzled like the data into its own fresh outputs (as
+        # jwst does with one Drizzle per array), sharing this call's kernel weights
+        targets = {}
+        for vname in VARIANCE_NAMES:
+            if vname in arrays:
+                with np.errstate(invalid="ignore"):
+                    root = np.sqrt(arrays[vname])
+                targets[vname] = (root, np.zeros(self.grid.shape, np.float32), np.zeros(self.grid.shape, np.float32))
+        self.driz.add_image(data, **common, also=list(targets.values()))
         group = item.group_id if item.group_id is not None else id(item)
         if group not in self.group_ids:
             self.group_ids.append(group)
             self.times.append(_times(item))
-        self._add_variances(arrays, item, common)
+        self._add_variances(targets, item)
 
-    def _add_variances(self, arrays: dict[str, np.ndarray], item: MosaicInput, common: dict) -> None:
-        from .drizzle import Drizzle
-
+    def _add_variances(self, targets: dict[str, tuple], item: MosaicInput) -> None:
         resampled = {}
-        for vname in VARIANCE_NAMES:
-            if vname not in arrays:
-                continue
-            driz = Drizzle(out_shape=self.grid.shape, kernel=self.kernel, fillval=np.nan, disable_ctx=True,
-                           backend=self.backend)
-            with np.errstate(invalid="ignore"):
-                driz.add_image(data=np.sqrt(arrays[vname]), **common)
-            resampled[vname] = driz.out_img ** 2
-            del driz
+        for vname, (_, img, wht) in targets.items():
+            img[wht == 0.0] = np.nan  # a fresh Drizzle's fillval=NaN
+            resampled[vname] = img ** 2
         # Per-pixel image weight W (spec §6.5 step 2); 1/x is taken in the variance's dtype.
         if self.weight_type == "ivm":
             weight = np.zeros(self.grid.shape)
