@@ -46,7 +46,8 @@ def run_blocks(ramp: Ramp, kernel: Kernel, backend: str | None, *, halo: int = 0
                max_memory: int | str | None = None) -> Ramp:
     """Apply ``kernel`` block by block and return a new Ramp (``ramp`` is not modified).
 
-    ``max_memory`` bounds one block's working set (bytes or "512MB"); default 256 MiB.
+    ``max_memory`` (bytes or "512MB"; default 256 MiB) bounds the working set of the blocks
+    in flight: on the CPU it is shared by the threads.
     """
     block_bytes = parse_memory(max_memory) or DEFAULT_BLOCK_BYTES
     name, xp = backend_and_module(backend)

@@ -130,7 +130,7 @@ def dark_current(ramp: Ramp, dark_ref: Any, *, average_dark_current: float | Non
         image when it has a non-zero sum, else its AVDRKCUR keyword, else 0.
     backend : {"gpu", "cpu", "auto"}, optional
     max_memory : int or str, optional
-        Working-set budget of one row block (bytes or e.g. ``"512MB"``); default 256 MiB.
+        Working-set budget of the row blocks in flight (bytes or e.g. ``"512MB"``); default 256 MiB.
 
     Returns
     -------

@@ -27,7 +27,7 @@ def dq_init(ramp: Ramp, mask: Any, *, user_dq: np.ndarray | None = None, backend
         Extra ``(ny, nx)`` flags (jwst ``user_supplied_dq``), cast to uint32 and OR-ed into the mask.
     backend : {"gpu", "cpu", "auto"}, optional
     max_memory : int or str, optional
-        Working-set budget of one row block (bytes or e.g. ``"512MB"``); default 256 MiB.
+        Working-set budget of the row blocks in flight (bytes or e.g. ``"512MB"``); default 256 MiB.
 
     Returns
     -------

@@ -71,7 +71,7 @@ def saturation(ramp: Ramp, saturation_ref: Any, *, n_pix_grow_sat: int = 1, supe
         Use the NFRAMES read pattern (backward dilution pass, group-2 check), as jwst's default.
     backend : {"gpu", "cpu", "auto"}, optional
     max_memory : int or str, optional
-        Working-set budget of one row block (bytes or e.g. ``"512MB"``); default 256 MiB.
+        Working-set budget of the row blocks in flight (bytes or e.g. ``"512MB"``); default 256 MiB.
 
     Returns
     -------

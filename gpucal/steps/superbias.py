@@ -23,7 +23,7 @@ def superbias(ramp: Ramp, superbias_ref: Any, *, backend: str | None = None,
         From :func:`gpucal.refs.read_superbias`, cut to the exposure.
     backend : {"gpu", "cpu", "auto"}, optional
     max_memory : int or str, optional
-        Working-set budget of one row block (bytes or e.g. ``"512MB"``); default 256 MiB.
+        Working-set budget of the row blocks in flight (bytes or e.g. ``"512MB"``); default 256 MiB.
     """
     check_image(superbias_ref, "SUPERBIAS", ramp)
 
