@@ -34,6 +34,7 @@ from ..chunking import DEFAULT_CPU_MEMORY, parse_memory
 from ..errors import GpucalError, InputError
 from ..products import RampFitResult, RateProduct
 from ..ramp import Ramp
+from ..steps._derive import like
 from .steps import STATUS_KEYWORDS, STEP_REFTYPES, is_miri, needed_reftypes, plan_steps, step_function, step_order
 
 log = logging.getLogger(__name__)
@@ -124,16 +125,14 @@ def _read_block(ramp: Ramp, i0: int, i1: int, rows: slice = slice(None), pixeldq
     as the subarray it is (SUBSTRT2/SUBSIZE2), so steps that locate reference pixels see the truth."""
     zf = None if ramp.zeroframe is None else np.array(ramp.zeroframe[i0:i1, rows], np.float32)
     pdq = ramp.pixeldq if pixeldq is None else pixeldq
-    meta = dict(ramp.meta)
+    window: dict[str, int] = {}
     if rows != slice(None):
         from ..refs.subarray import subarray_window
 
-        xstart, ystart, xsize, _ = subarray_window(meta) or (1, 1, ramp.nx, ramp.ny)
-        meta.update(SUBSTRT1=xstart, SUBSIZE1=xsize, SUBSTRT2=ystart + rows.start, SUBSIZE2=rows.stop - rows.start)
-    return Ramp(np.array(ramp.data[i0:i1, :, rows], np.float32), np.array(ramp.groupdq[i0:i1, :, rows], np.uint8),
-                np.array(pdq[rows], np.uint32), group_time=ramp.group_time, frame_time=ramp.frame_time,
-                nframes=ramp.nframes, groupgap=ramp.groupgap, drop_frames1=ramp.drop_frames1, zeroframe=zf,
-                meta=meta)
+        xstart, ystart, xsize, _ = subarray_window(ramp.meta) or (1, 1, ramp.nx, ramp.ny)
+        window = dict(SUBSTRT1=xstart, SUBSIZE1=xsize, SUBSTRT2=ystart + rows.start, SUBSIZE2=rows.stop - rows.start)
+    return like(ramp, np.array(ramp.data[i0:i1, :, rows], np.float32),
+                np.array(ramp.groupdq[i0:i1, :, rows], np.uint8), np.array(pdq[rows], np.uint32), zf, **window)
 
 
 def _ref_rows(refs: Mapping[str, Any], params: Mapping[str, dict], rows: slice) -> tuple[dict, dict]:
@@ -186,10 +185,7 @@ class _Calibrated:
         self.meta.update(block.meta)
 
     def ramp(self) -> Ramp:
-        t = self.template
-        return Ramp(self.data, self.groupdq, self.pixeldq, group_time=t.group_time, frame_time=t.frame_time,
-                    nframes=t.nframes, groupgap=t.groupgap, drop_frames1=t.drop_frames1,
-                    zeroframe=self.zeroframe, meta=self.meta)
+        return like(self.template, self.data, self.groupdq, self.pixeldq, self.zeroframe, **self.meta)
 
 
 # ------------------------------------------------------------------ run
@@ -309,17 +305,13 @@ class _Chain:
             return
         view = cal.data[i:i + 1]
         zf = None if cal.zeroframe is None else cal.zeroframe[i:i + 1]
-        one = Ramp(view, cal.groupdq[i:i + 1], pdq, group_time=ramp.group_time, frame_time=ramp.frame_time,
-                   nframes=ramp.nframes, groupgap=ramp.groupgap, drop_frames1=ramp.drop_frames1, zeroframe=zf,
-                   meta=dict(ramp.meta))
+        one = like(ramp, view, cal.groupdq[i:i + 1], pdq, zf)
         done = self.timer.run("refpix", lambda: step_function("refpix")(
             one, backend=self.backend, exposure_start=i == 0, out=view, **self.params["refpix"]))
         self.timer.status["refpix"] = _status("refpix", done, self.state)
         if zf is not None and done.zeroframe is not zf:
             zf[...] = done.zeroframe
-        source = Ramp(cal.data, cal.groupdq, pdq.copy(), group_time=ramp.group_time, frame_time=ramp.frame_time,
-                      nframes=ramp.nframes, groupgap=ramp.groupgap, drop_frames1=ramp.drop_frames1,
-                      zeroframe=cal.zeroframe, meta=dict(ramp.meta))
+        source = like(ramp, cal.data, cal.groupdq, pdq.copy(), cal.zeroframe)
         for rows, _, keep in blocks(nrows, 0):
             refs, params = _ref_rows(self.refs, self.params, rows)
             store(self.run(_read_block(source, i, i + 1, rows), after, i == 0, refs, params), rows, keep, after)
