@@ -62,18 +62,23 @@ def sregion_polygons(s_region: str) -> list[np.ndarray]:
     return polygons
 
 
+def _pixel_box(wcs: Any, shape: tuple[int, int]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``((x0, x1), (y0, y1))``: the WCS's bounding box (x first), else the whole image's edges."""
+    box = getattr(wcs, "bounding_box", None)
+    if box is None:
+        ny, nx = shape
+        return (-0.5, nx - 0.5), (-0.5, ny - 0.5)
+    try:
+        box = box.bounding_box(order="F")
+    except AttributeError:
+        box = tuple(box)
+    (x0, x1), (y0, y1) = box
+    return (x0, x1), (y0, y1)
+
+
 def footprint_sregion(wcs: Any, shape: tuple[int, int]) -> str:
     """S_REGION of an image: its bounding-box corners at pixel centres, as jwst writes it."""
-    ny, nx = shape
-    box = getattr(wcs, "bounding_box", None)
-    if box is not None:
-        try:
-            box = box.bounding_box(order="F")
-        except AttributeError:
-            box = tuple(box)
-        (x0, x1), (y0, y1) = box
-    else:
-        (x0, x1), (y0, y1) = (-0.5, nx - 0.5), (-0.5, ny - 0.5)
+    (x0, x1), (y0, y1) = _pixel_box(wcs, shape)
     x = np.array([x0, x1, x1, x0]) + np.array([0.5, -0.5, -0.5, 0.5])
     y = np.array([y0, y0, y1, y1]) + np.array([0.5, 0.5, -0.5, -0.5])
     ra, dec = (np.asarray(v, np.float64) for v in wcs.pixel_to_world_values(x, y))
@@ -122,15 +127,7 @@ def mean_pixel_area(wcs: Any, shape: tuple[int, int]) -> float:
     points at most 15 pixels apart, as stcal's ``compute_mean_pixel_area``.
     """
     ny, nx = shape
-    box = getattr(wcs, "bounding_box", None)
-    if box is not None:
-        try:
-            box = box.bounding_box(order="F")
-        except AttributeError:
-            box = tuple(box)
-        (x0, x1), (y0, y1) = (sorted(b) for b in box)
-    else:
-        (x0, x1), (y0, y1) = (-0.5, nx - 0.5), (-0.5, ny - 0.5)
+    (x0, x1), (y0, y1) = (sorted(b) for b in _pixel_box(wcs, shape))
     xmin, xmax = max(0, int(x0 + 0.5)), min(nx - 1, int(x1 - 0.5))
     ymin, ymax = max(0, int(y0 + 0.5)), min(ny - 1, int(y1 - 0.5))
     if xmin >= xmax or ymin >= ymax:
