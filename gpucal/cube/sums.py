@@ -85,6 +85,15 @@ def _dq_plane(instrument: str, flag_dq_plane: bool, overlap_partial: int, xc, yc
                                p["slice_no"], float(roiw_ave), cdelt1, cdelt2)
 
 
+def _grid(xcoord, ycoord, zcoord, cdelt3_normal, cdelt1, cdelt2):
+    """The checked output grid: three axes, the per-plane spectral width and the spaxel sizes."""
+    xc, yc, zc = (_grid_axis(n, v) for n, v in (("xcoord", xcoord), ("ycoord", ycoord), ("zcoord", zcoord)))
+    c3 = np.ascontiguousarray(cdelt3_normal, dtype=np.float64)
+    if c3.shape != zc.shape:
+        raise InputError(f"cdelt3_normal must have shape {zc.shape}, got {c3.shape}")
+    return xc, yc, zc, c3, _positive("cdelt1", cdelt1), _positive("cdelt2", cdelt2)
+
+
 def pointcloud_sums(instrument: str, weighting: str, start_region: int, end_region: int, xcoord, ycoord,
                     zcoord, coord1, coord2, wave, flux, err, slice_no, rois, roiw, scalerad, weight_power,
                     softrad, cdelt3_normal, roiw_ave: float, cdelt1: float, cdelt2: float, *,
@@ -121,11 +130,7 @@ def pointcloud_sums(instrument: str, weighting: str, start_region: int, end_regi
     if weighting not in _WEIGHTINGS:
         raise InputError(f"weighting must be one of {_WEIGHTINGS}, got {weighting!r}")
     del start_region, end_region, overlap_full  # only reach the MIRI FOV flags, which are all zero
-    xc, yc, zc = (_grid_axis(n, v) for n, v in (("xcoord", xcoord), ("ycoord", ycoord), ("zcoord", zcoord)))
-    zcdelt3 = np.ascontiguousarray(cdelt3_normal, dtype=np.float64)
-    if zcdelt3.shape != zc.shape:
-        raise InputError(f"cdelt3_normal must have shape {zc.shape}, got {zcdelt3.shape}")
-    cdelt1, cdelt2 = _positive("cdelt1", cdelt1), _positive("cdelt2", cdelt2)
+    xc, yc, zc, zcdelt3, cdelt1, cdelt2 = _grid(xcoord, ycoord, zcoord, cdelt3_normal, cdelt1, cdelt2)
     npt, p = _points("coord1", dict(coord1=coord1, coord2=coord2, wave=wave, flux=flux, err=err,
                                     slice_no=slice_no, rois=rois, roiw=roiw, scalerad=scalerad,
                                     power=weight_power, softrad=softrad))
@@ -161,11 +166,7 @@ def drizzle_sums(instrument: str, start_region: int, end_region: int, xcoord, yc
     """
     instrument = _instrument(instrument)
     del start_region, end_region, overlap_full, linear
-    xc, yc, zc = (_grid_axis(n, v) for n, v in (("xcoord", xcoord), ("ycoord", ycoord), ("zcoord", zcoord)))
-    c3 = np.ascontiguousarray(cdelt3_normal, dtype=np.float64)
-    if c3.shape != zc.shape:
-        raise InputError(f"cdelt3_normal must have shape {zc.shape}, got {c3.shape}")
-    cdelt1, cdelt2 = _positive("cdelt1", cdelt1), _positive("cdelt2", cdelt2)
+    xc, yc, zc, c3, cdelt1, cdelt2 = _grid(xcoord, ycoord, zcoord, cdelt3_normal, cdelt1, cdelt2)
     npt, p = _points("coord1", dict(coord1=coord1, coord2=coord2, wave=wave, flux=flux, err=err,
                                     slice_no=slice_no, xi1=xi1, eta1=eta1, xi2=xi2, eta2=eta2, xi3=xi3,
                                     eta3=eta3, xi4=xi4, eta4=eta4, dwave=dwave, x_det=x_det, y_det=y_det))
