@@ -8,47 +8,12 @@ the device), and ``<kernel>_host(grid, block, args)`` runs every block and threa
 from __future__ import annotations
 
 import ctypes
-import functools
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from gpucal.gpu.compile import KERNEL_DIR
+from gpucal.native import host_compiler, host_library
 
-CXX_FLAGS = ["-x", "c++", "-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared",
-             "-DGPUCAL_HOST_BUILD"]
-
-
-def host_compiler() -> str | None:
-    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-
-
-@functools.lru_cache(maxsize=None)
-def host_library(name: str) -> ctypes.CDLL:
-    """Compile ``gpucal/kernels/<name>.cu`` for the host (cached by source hash) and load it."""
-    cxx = host_compiler()
-    if cxx is None:
-        raise RuntimeError("no C++ compiler found for the host build")
-    source = KERNEL_DIR / f"{name}.cu"
-    digest = hashlib.sha256()
-    for path in sorted(KERNEL_DIR.glob("*")):
-        digest.update(path.read_bytes())
-    out_dir = Path(tempfile.gettempdir()) / "gpucal-host-build"
-    out_dir.mkdir(exist_ok=True)
-    lib = out_dir / f"{name}-{digest.hexdigest()[:16]}.so"
-    if not lib.exists():
-        tmp = lib.with_suffix(f".{os.getpid()}.tmp")
-        cmd = [cxx, *CXX_FLAGS, "-include", str(KERNEL_DIR / "host_shim.h"), f"-I{KERNEL_DIR}", str(source),
-               "-o", str(tmp)]
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
-        os.replace(tmp, lib)
-    return ctypes.CDLL(str(lib))
-
+__all__ = ["host_compiler", "host_library", "launch_host"]
 
 _SCALARS = {
     np.dtype(np.int32): ctypes.c_int32,

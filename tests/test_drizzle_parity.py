@@ -1,5 +1,8 @@
 """gpucal.resample.Drizzle (CPU backend) against drizzle 2.2.0 through the same API.
 
+Every test runs twice: on the compiled host build of ``drizzle.cu`` (the CPU backend's
+default) and on the numpy kernels of ``cpu_fallback`` (``GPUCAL_NATIVE=0``).
+
 Bitwise for square, point and turbo (data, weight, context, DQ, squared-weight planes);
 within 2 float32 ulp for gaussian and lanczos (the exponential and the Lanczos table are
 gpucal's own, shared by both backends). Pixel maps are numpy-built (tests/drizzle_cases.py).
@@ -17,6 +20,17 @@ from gpucal.resample import Drizzle
 reference = pytest.importorskip("drizzle.resample")
 
 EXACT = ("square", "point", "turbo")
+
+
+@pytest.fixture(autouse=True, params=["native", "numpy"])
+def cpu_kernels(request, monkeypatch):
+    if request.param == "native":
+        from gpucal.resample.native import sequential_function
+
+        if sequential_function() is None:
+            pytest.skip("no C++ compiler for the host build")
+    monkeypatch.setenv("GPUCAL_NATIVE", "1" if request.param == "native" else "0")
+    return request.param
 
 
 @pytest.fixture(autouse=True)
@@ -198,7 +212,8 @@ def test_small_replay_blocks(monkeypatch):
 
 @pytest.mark.parametrize("kernel", ["square", "turbo", "lanczos3"])
 def test_worker_threads_same_bits(kernel, monkeypatch):
-    """1, 2 and 3 emit threads over many small blocks: identical outputs, equal to drizzle's."""
+    """1, 2, 3 and 7 threads (numpy: emit threads over many small blocks; compiled: output row
+    bands narrower than the kernel boxes): identical outputs, equal to drizzle's."""
     from gpucal.resample import engine
 
     monkeypatch.setattr(engine, "CPU_BLOCK_PIXELS", 29)
@@ -208,7 +223,7 @@ def test_worker_threads_same_bits(kernel, monkeypatch):
     calls = [dict(data=random_image(shape, s), exptime=1.0, pixmap=affine_pixmap(shape, 25 * s + 5, 0.8 + 0.2 * s),
                   dq=dq, data2=random_image(shape, 8), pixfrac=0.9) for s in range(3)]
     results = []
-    for workers in ("1", "2", "3"):
+    for workers in ("1", "2", "3", "7"):
         monkeypatch.setenv("GPUCAL_CPU_WORKERS", workers)
         results.append(outputs(run(Drizzle, calls, kernel=kernel, out_shape=(27, 26), backend="cpu")))
     ref = outputs(run(reference.Drizzle, calls, kernel=kernel, out_shape=(27, 26)))

@@ -458,6 +458,29 @@ __host__ __device__ inline void update_plane2(float* o2, float vc, float vn, flo
     }
 }
 
+// One record (input pixel p onto output pixel out with weight dow) applied to the outputs:
+// context bit, squared-weight planes, DQ, then the running weighted mean.
+__host__ __device__ inline void apply_record(long long p, long long out, float dow, const float* data, float iscale,
+                                             const float* data2, const int* data2_present, int ndata2, long long nin,
+                                             float iscale2, const unsigned int* dq, int use_dq, float* out_img,
+                                             float* out_wht, float* out_img2, long long nout, int* out_ctx,
+                                             int use_ctx, int bit, unsigned int* out_dq)
+{
+    float d = data[p] * iscale;
+    if (use_ctx && dow > 0.0f) {
+        out_ctx[out] |= bit;
+    }
+    float vc = out_wht[out];
+    for (int q = 0; q < ndata2; ++q) {
+        float d2 = data2_present[q] ? data2[q * nin + p] * iscale2 : 0.0f;
+        update_plane2(out_img2 + q * nout + out, vc, vc + dow, d2, dow);
+    }
+    if (use_dq) {
+        out_dq[out] = vc == 0.0f ? dq[p] : (out_dq[out] | dq[p]);
+    }
+    update_pixel(out_img + out, out_wht + out, d, dow);
+}
+
 // Replay of the sorted records [0, nrec) (keys ascending; nrec excludes the zero-weight
 // records). ndata2 squared-weight planes; use_dq selects the DQ update.
 extern "C" __global__ void drizzle_replay(const long long* keys, long long nrec, const float* dows,
@@ -475,26 +498,61 @@ extern "C" __global__ void drizzle_replay(const long long* keys, long long nrec,
         }
         for (long long t = s; t < nrec && (keys[t] >> 32) == out; ++t) {
             long long r = keys[t] & 0xffffffffLL;
-            float dow = dows[r];
-            long long p = pix[rec_pixel[r]];
-            float d = data[p] * iscale;
-            if (use_ctx && dow > 0.0f) {
-                out_ctx[out] |= bit;
-            }
-            float vc = out_wht[out];
-            for (int q = 0; q < ndata2; ++q) {
-                float d2 = data2_present[q] ? data2[q * nin + p] * iscale2 : 0.0f;
-                update_plane2(out_img2 + q * nout + out, vc, vc + dow, d2, dow);
-            }
-            if (use_dq) {
-                out_dq[out] = vc == 0.0f ? dq[p] : (out_dq[out] | dq[p]);
-            }
-            update_pixel(out_img + out, out_wht + out, d, dow);
+            apply_record(pix[rec_pixel[r]], out, dows[r], data, iscale, data2, data2_present, ndata2, nin, iscale2,
+                         dq, use_dq, out_img, out_wht, out_img2, nout, out_ctx, use_ctx, bit, out_dq);
         }
     }
 }
 
 #ifdef GPUCAL_HOST_BUILD
+// The CPU backend's compiled path (gpucal/native.py): drizzle's own sequential order, pixel
+// by pixel in scanner order and cell by cell in box order, which is the order the sorted
+// replay reproduces; so it gives the same bits as emit/sort/replay without the sort.
+// Only output rows [row0, row1) are written: threads given disjoint row bands of the same
+// pixels never touch the same output pixel, and each band sees its records in order.
+// nshared further images (shared_data[s] onto shared_img[s], shared_wht[s]) take the same
+// records, without context, squared-weight planes or DQ (Drizzle.add_image(also=...)).
+extern "C" void drizzle_sequential(const long long* pix, long long npix, const double* pixmap, const float* weights,
+                                   float wtscale, int nx, int ny, int onx, int ony, int kernel, double dh, double pfo,
+                                   double scale, double es, double sdp, int nlut, const double* lut, int row0,
+                                   int row1, const float* data, float iscale, const float* data2,
+                                   const int* data2_present, int ndata2, float iscale2, const unsigned int* dq,
+                                   int use_dq, float* out_img, float* out_wht, float* out_img2, int* out_ctx,
+                                   int use_ctx, int bit, unsigned int* out_dq, int nshared,
+                                   const float* const* shared_data, float* const* shared_img,
+                                   float* const* shared_wht)
+{
+    DrizzleConsts c = make_consts(kernel, dh, pfo, scale, es, sdp, nlut);
+    long long nin = (long long)nx * ny;
+    long long nout = (long long)onx * ony;
+    for (long long k = 0; k < npix; ++k) {
+        long long p = pix[k];
+        int j = (int)(p / nx);
+        int i = (int)(p - (long long)j * nx);
+        float wi = weights[p] * wtscale;
+        PixelGeom g;
+        if (!pixel_geometry(c, pixmap, nx, ny, onx, ony, i, j, wi, &g)) {
+            continue;
+        }
+        int jj0 = g.jj0 > row0 ? g.jj0 : row0;
+        int jj1 = g.jj1 < row1 - 1 ? g.jj1 : row1 - 1;
+        for (int jj = jj0; jj <= jj1; ++jj) {
+            for (int ii = g.ii0; ii <= g.ii1; ++ii) {
+                float dow = cell_weight(c, g, wi, ii, jj, lut);
+                if (dow == 0.0f) {
+                    continue;  // the sentinel records of emit
+                }
+                long long out = (long long)jj * onx + ii;
+                apply_record(p, out, dow, data, iscale, data2, data2_present, ndata2, nin, iscale2, dq, use_dq,
+                             out_img, out_wht, out_img2, nout, out_ctx, use_ctx, bit, out_dq);
+                for (int s = 0; s < nshared; ++s) {
+                    update_pixel(shared_img[s] + out, shared_wht[s] + out, shared_data[s][p] * iscale, dow);
+                }
+            }
+        }
+    }
+}
+
 GPUCAL_EXPORT_HOST_LAUNCHER(drizzle_count)
 GPUCAL_EXPORT_HOST_LAUNCHER(drizzle_emit)
 GPUCAL_EXPORT_HOST_LAUNCHER(drizzle_replay)

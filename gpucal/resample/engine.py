@@ -24,6 +24,7 @@ from cpu_fallback.drizzle import KERNEL_IDS, DrizzleConsts
 from gpucal.chunking import cpu_workers
 from gpucal.errors import InputError
 
+from .native import run_native, sequential_function
 from .scanner import estimate_pscale_ratio, scan_rows, shrink_image_section
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,10 @@ def _emit_block(call: DrizzleCall, pixmap, weights, onx: int, ony: int, pix: np.
 
 def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, out_ctx,
             out_dq, workers: int | None = None, shared: list = ()) -> None:
-    """Drizzle the planned pixels with numpy, blocks of ``CPU_BLOCK_PIXELS`` pixels in scanner order.
+    """Drizzle the planned pixels on the CPU: compiled (:mod:`gpucal.resample.native`) when the
+    host build of ``drizzle.cu`` is available, else with numpy, as follows.
+
+    numpy: blocks of ``CPU_BLOCK_PIXELS`` pixels in scanner order.
 
     Up to ``workers`` threads (default ``gpucal.chunking.cpu_workers()``) emit and sort the
     records of the next blocks (numpy releases the GIL in its array loops) while this
@@ -174,6 +178,11 @@ def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wh
     data2 or dq), as ``Drizzle.add_image(also=...)`` documents; with threads each of them is
     replayed on its own thread, in scanner order too.
     """
+    native = sequential_function()
+    if native is not None:
+        run_native(native, call, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, out_ctx, out_dq,
+                   workers, shared)
+        return
     ony, onx = out_img.shape
     blocks = [call.pix[s:s + CPU_BLOCK_PIXELS] for s in range(0, call.pix.size, CPU_BLOCK_PIXELS)]
     workers = min(cpu_workers() if workers is None else workers, len(blocks))

@@ -1,0 +1,101 @@
+"""Host builds of the CUDA kernel sources: the CPU backend's compiled path.
+
+A ``gpucal/kernels/*.cu`` source also compiles with the system C++ compiler against
+``host_shim.h`` (design.md section 4), with ``-ffp-contract=off -fno-fast-math`` so that no
+multiply-add is fused and no operation reordered: the host build rounds exactly like the
+device build (``--fmad=false``) and like ``cpu_fallback``. The tests use it to check each
+kernel against numpy; the CPU backend uses it where numpy cannot reach compiled speed
+(drizzle's per-record polygon clipping). It is built on first use, like CuPy's runtime
+compilation, into ``$GPUCAL_NATIVE_CACHE`` (default ``~/.cache/gpucal/native``), one
+library per source digest. Without a compiler, or with ``GPUCAL_NATIVE=0``, the CPU backend
+runs the numpy kernels of ``cpu_fallback`` instead: the same bits, slower.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .gpu.compile import KERNEL_DIR
+
+log = logging.getLogger(__name__)
+
+#: ``-O2`` without ``-march``: a cached library must run on every node that shares the cache.
+CXX_FLAGS = ("-x", "c++", "-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared",
+             "-DGPUCAL_HOST_BUILD")
+
+
+def host_compiler() -> str | None:
+    """The C++ compiler of host builds: ``$CXX``, else ``g++`` or ``c++`` on the PATH."""
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+
+
+def cache_dir() -> Path:
+    """Where host builds are kept: ``$GPUCAL_NATIVE_CACHE`` or ``~/.cache/gpucal/native``."""
+    env = os.environ.get("GPUCAL_NATIVE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "gpucal" / "native"
+
+
+def _writable_cache() -> Path:
+    for path in (cache_dir(), Path(tempfile.gettempdir()) / f"gpucal-native-{os.getuid()}"):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(path, os.W_OK):
+            return path
+    raise OSError(f"no writable directory for host builds (tried {cache_dir()} and the temporary directory)")
+
+
+@functools.lru_cache(maxsize=None)
+def host_library(name: str) -> ctypes.CDLL:
+    """Compile ``gpucal/kernels/<name>.cu`` for the host (once per source digest) and load it.
+
+    Raises
+    ------
+    RuntimeError
+        No C++ compiler, or the compiler failed (its message is included).
+    """
+    cxx = host_compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found for the host build (set CXX or install g++)")
+    digest = hashlib.sha256(" ".join((cxx, *CXX_FLAGS)).encode())
+    for path in sorted(KERNEL_DIR.glob("*")):
+        digest.update(path.read_bytes())
+    lib = _writable_cache() / f"{name}-{digest.hexdigest()[:16]}.so"
+    if not lib.exists():
+        tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+        cmd = [cxx, *CXX_FLAGS, "-include", str(KERNEL_DIR / "host_shim.h"), f"-I{KERNEL_DIR}",
+               str(KERNEL_DIR / f"{name}.cu"), "-o", str(tmp)]
+        log.info("building the host library of %s.cu with %s", name, cxx)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"host build of {name}.cu failed:\n{done.stderr.strip()}")
+        os.replace(tmp, lib)  # atomic: concurrent processes see a whole library or none
+    return ctypes.CDLL(str(lib))
+
+
+def native_library(name: str) -> ctypes.CDLL | None:
+    """The host library of ``name`` for the CPU backend, or None (numpy kernels) when it is
+    switched off (``GPUCAL_NATIVE=0``, read at each call) or cannot be built (logged once)."""
+    if os.environ.get("GPUCAL_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    return _built(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _built(name: str) -> ctypes.CDLL | None:
+    try:
+        return host_library(name)
+    except (RuntimeError, OSError) as exc:
+        log.warning("CPU backend: no compiled %s kernels (%s); using the numpy kernels (same results, slower)",
+                    name, exc)
+        return None
