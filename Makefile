@@ -14,7 +14,7 @@ STAMP_INSTALL := $(VENV)/.gpucal-install.stamp
 STAMP_TEST := $(VENV)/.gpucal-install-test.stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install install-test demo test test-gpu bench bench-jump bench-detector1 clean distclean
+.PHONY: help venv install install-test demo test test-gpu bench bench-jump bench-detector1 bench-resample clean distclean
 
 help:
 	@echo "make demo         install gpucal into $(VENV) and run detector1 on the built-in raw exposure (-> demo_out/)"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench        benchmark ramp fitting against stcal (BENCH_ARGS='--quick' for a smoke run)"
 	@echo "make bench-jump   benchmark jump detection against stcal (BENCH_ARGS as above)"
 	@echo "make bench-detector1  benchmark the detector1 steps against jwst/stcal (BENCH_ARGS as above)"
+	@echo "make bench-resample   benchmark pixel maps and drizzle against stcal/drizzle (BENCH_ARGS as above)"
 	@echo "make venv | install | install-test | clean | distclean"
 
 venv: $(VPY)
@@ -60,6 +61,9 @@ bench-jump: install-test
 
 bench-detector1: install-test
 	$(VPY) bench/detector1.py $(BENCH_ARGS)
+
+bench-resample: install-test
+	$(VPY) bench/resample.py $(BENCH_ARGS)
 
 clean:
 	rm -rf demo_out bench/out .pytest_cache build dist

@@ -32,6 +32,10 @@ CXX_FLAGS = ("-x", "c++", "-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-m
              "-DGPUCAL_HOST_BUILD")
 
 
+#: Kernel sources the CPU backend runs compiled.
+NATIVE_SOURCES = ("drizzle",)
+
+
 def host_compiler() -> str | None:
     """The C++ compiler of host builds: ``$CXX``, else ``g++`` or ``c++`` on the PATH."""
     return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
@@ -43,43 +47,57 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "gpucal" / "native"
 
 
+def _fallback_dir() -> Path:
+    return Path(tempfile.gettempdir()) / f"gpucal-native-{os.getuid()}"
+
+
+def library_name(name: str) -> str:
+    """File name of the host library of ``name``: the digest of the flags and every kernel source
+    (not of the compiler: a library built elsewhere, e.g. into a container image, is reused)."""
+    digest = hashlib.sha256(" ".join(CXX_FLAGS).encode())
+    for path in sorted(KERNEL_DIR.glob("*")):
+        digest.update(path.read_bytes())
+    return f"{name}-{digest.hexdigest()[:16]}.so"
+
+
 def _writable_cache() -> Path:
-    for path in (cache_dir(), Path(tempfile.gettempdir()) / f"gpucal-native-{os.getuid()}"):
+    for path in (cache_dir(), _fallback_dir()):
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError:
             continue
         if os.access(path, os.W_OK):
             return path
-    raise OSError(f"no writable directory for host builds (tried {cache_dir()} and the temporary directory)")
+    raise OSError(f"no writable directory for host builds (tried {cache_dir()} and {_fallback_dir()})")
 
 
 @functools.lru_cache(maxsize=None)
 def host_library(name: str) -> ctypes.CDLL:
-    """Compile ``gpucal/kernels/<name>.cu`` for the host (once per source digest) and load it.
+    """Load the host build of ``gpucal/kernels/<name>.cu``, compiling it first if no cached
+    library matches the current sources (the cache may be read-only once built).
 
     Raises
     ------
     RuntimeError
-        No C++ compiler, or the compiler failed (its message is included).
+        No cached library and no C++ compiler, or the compiler failed (its message is included).
     """
+    fname = library_name(name)
+    for folder in (cache_dir(), _fallback_dir()):
+        if (folder / fname).exists():
+            return ctypes.CDLL(str(folder / fname))
     cxx = host_compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found for the host build (set CXX or install g++)")
-    digest = hashlib.sha256(" ".join((cxx, *CXX_FLAGS)).encode())
-    for path in sorted(KERNEL_DIR.glob("*")):
-        digest.update(path.read_bytes())
-    lib = _writable_cache() / f"{name}-{digest.hexdigest()[:16]}.so"
-    if not lib.exists():
-        tmp = lib.with_suffix(f".{os.getpid()}.tmp")
-        cmd = [cxx, *CXX_FLAGS, "-include", str(KERNEL_DIR / "host_shim.h"), f"-I{KERNEL_DIR}",
-               str(KERNEL_DIR / f"{name}.cu"), "-o", str(tmp)]
-        log.info("building the host library of %s.cu with %s", name, cxx)
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"host build of {name}.cu failed:\n{done.stderr.strip()}")
-        os.replace(tmp, lib)  # atomic: concurrent processes see a whole library or none
+    lib = _writable_cache() / fname
+    tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+    cmd = [cxx, *CXX_FLAGS, "-include", str(KERNEL_DIR / "host_shim.h"), f"-I{KERNEL_DIR}",
+           str(KERNEL_DIR / f"{name}.cu"), "-o", str(tmp)]
+    log.info("building the host library of %s.cu with %s", name, cxx)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"host build of {name}.cu failed:\n{done.stderr.strip()}")
+    os.replace(tmp, lib)  # atomic: concurrent processes see a whole library or none
     return ctypes.CDLL(str(lib))
 
 
@@ -99,3 +117,9 @@ def _built(name: str) -> ctypes.CDLL | None:
         log.warning("CPU backend: no compiled %s kernels (%s); using the numpy kernels (same results, slower)",
                     name, exc)
         return None
+
+
+if __name__ == "__main__":  # python -m gpucal.native: build them now (e.g. into a container image)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for source in NATIVE_SOURCES:
+        log.info("%s: %s", source, host_library(source)._name)

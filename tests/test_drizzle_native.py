@@ -82,8 +82,22 @@ def _small_drizzle() -> np.ndarray:
     return d.out_img
 
 
-def test_no_compiler_falls_back_to_numpy_with_a_warning(monkeypatch, caplog):
-    compiled = _small_drizzle()
+@pytest.fixture
+def empty_cache(monkeypatch, tmp_path):
+    """No cached host library anywhere: builds go to ``tmp_path/cache``."""
+    monkeypatch.setenv("GPUCAL_NATIVE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "_fallback_dir", lambda: tmp_path / "fallback")
+    native._built.cache_clear()
+    native.host_library.cache_clear()
+    yield tmp_path / "cache"
+    native._built.cache_clear()
+    native.host_library.cache_clear()
+
+
+def test_no_compiler_falls_back_to_numpy_with_a_warning(monkeypatch, caplog, empty_cache):
+    compiled = _small_drizzle()  # builds into the empty cache: remove it again
+    for built in empty_cache.iterdir():
+        built.unlink()
     monkeypatch.setattr(native, "host_compiler", lambda: None)
     native._built.cache_clear()
     native.host_library.cache_clear()
@@ -99,16 +113,25 @@ def test_no_compiler_falls_back_to_numpy_with_a_warning(monkeypatch, caplog):
         native.host_library.cache_clear()
 
 
-def test_failed_build_names_the_compiler_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("GPUCAL_NATIVE_CACHE", str(tmp_path / "cache"))
+def test_prebuilt_library_in_a_read_only_cache_needs_no_compiler(monkeypatch, empty_cache):
+    """A container image builds the library once (GPUCAL_NATIVE_CACHE) and ships no compiler."""
+    native.host_library("drizzle")
+    built = empty_cache / native.library_name("drizzle")
+    assert built.exists()
+    empty_cache.chmod(0o555)
+    try:
+        native.host_library.cache_clear()
+        monkeypatch.setattr(native, "host_compiler", lambda: None)
+        assert native.host_library("drizzle")._name == str(built)
+    finally:
+        empty_cache.chmod(0o755)
+
+
+def test_failed_build_names_the_compiler_error(monkeypatch, tmp_path, empty_cache):
     script = tmp_path / "broken-cxx"
     script.write_text("#!/bin/sh\necho 'fatal: this compiler is broken' >&2\nexit 3\n")
     script.chmod(0o755)
     monkeypatch.setenv("CXX", str(script))
-    native.host_library.cache_clear()
-    try:
-        with pytest.raises(RuntimeError, match="host build of drizzle.cu failed:\nfatal: this compiler is broken"):
-            native.host_library("drizzle")
-        assert not any((tmp_path / "cache").iterdir())  # no half-written library left behind
-    finally:
-        native.host_library.cache_clear()
+    with pytest.raises(RuntimeError, match="host build of drizzle.cu failed:\nfatal: this compiler is broken"):
+        native.host_library("drizzle")
+    assert not any(empty_cache.iterdir())  # no half-written library left behind

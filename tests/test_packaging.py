@@ -106,6 +106,19 @@ def test_dockerfile_structure():
     assert index["USER"] > last_run
 
 
+def test_dockerfile_prebuilds_the_cpu_kernels_into_the_cache_it_sets():
+    """The image ships no compiler: the host build of drizzle.cu must be made at image build
+    time, after gpucal is installed, into the GPUCAL_NATIVE_CACHE the runtime reads."""
+    instructions = _dockerfile_instructions()
+    envs = " ".join(args for instr, args in instructions if instr == "ENV")
+    cache = re.search(r"GPUCAL_NATIVE_CACHE=(\S+)", envs)
+    assert cache and cache.group(1).startswith("/opt/")
+    runs = [(i, args) for i, (instr, args) in enumerate(instructions) if instr == "RUN"]
+    build = [i for i, args in runs if "python -m gpucal.native" in args and "g++" in args]
+    install = [i for i, args in runs if "pip install" in args]
+    assert build and install and build[0] > install[0]
+
+
 def _dockerignore_patterns() -> list[str]:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
