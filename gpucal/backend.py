@@ -111,13 +111,26 @@ def array_module(backend: str) -> Any:
 
 
 def to_host(array: Any) -> np.ndarray:
-    """Copy a (CuPy or numpy) array to a host numpy array; numpy arrays pass through."""
-    if isinstance(array, np.ndarray):
-        return array
-    get = getattr(array, "get", None)
+    """Copy a (CuPy or numpy) array to a host numpy array; host arrays pass through."""
+    get = getattr(array, "get", None)  # CuPy arrays have .get(); numpy arrays and memmaps do not
     if get is not None:
         return get()
     return np.asarray(array)
+
+
+def array_module_of(array: Any) -> Any:
+    """``cupy`` when ``array`` is a CuPy (device) array, else ``numpy``; never imports CuPy."""
+    import sys
+
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        return cupy
+    return np
+
+
+def on_device(array: Any) -> bool:
+    """True for a CuPy (device) array."""
+    return array is not None and array_module_of(array) is not np
 
 
 def free_device_memory(device: int = 0) -> int:

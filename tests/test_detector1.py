@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import numpy as np
@@ -301,6 +302,75 @@ def test_gpu_path_with_the_cupy_stand_in(monkeypatch):
     cpu = detector1_result(ramp, refs=refs, backend="cpu", steps=steps)
     assert gpu.backend == "gpu" and gpu.rate.meta["S_IPC"] == "COMPLETE"
     assert_products_equal(cpu, gpu)
+
+
+IPC_KERNEL = np.array([[0.0, 0.01, 0.0], [0.01, 0.96, 0.01], [0.0, 0.01, 0.0]], np.float32)
+
+
+@pytest.fixture
+def chain_cupy(monkeypatch):
+    """tests/fake_cupy.py's device stand-in that keeps arrays on the "device" and records each
+    host<->device copy of a ramp block; returns ``(transfers, at_tail)``: ``at_tail`` gets the
+    transfers made before jump/ramp_fit (the group-level chain's)."""
+    import sys
+
+    import fake_cupy
+    from host_build import host_compiler
+
+    if host_compiler() is None:
+        pytest.skip("no C++ compiler for the host build")
+    transfers = fake_cupy.Transfers()
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_chain_module(transfers))
+    monkeypatch.setattr(fake_cupy.ChainArray, "transfers", transfers)
+    monkeypatch.setattr("gpucal.gpu.compile.kernel", fake_cupy.host_kernel)
+    monkeypatch.setattr("gpucal.backend.gpu_unavailable_reason", lambda: None)
+    monkeypatch.setattr("gpucal.backend.free_device_memory", lambda device=0: 8 * 1024**3)
+    mod = importlib.import_module("gpucal.pipeline.detector1")
+    at_tail: dict = {}
+    tail = mod._tail
+
+    def snapshot(*args, **kwargs):
+        at_tail.update(uploads=list(transfers.uploads), downloads=list(transfers.downloads))
+        return tail(*args, **kwargs)
+
+    monkeypatch.setattr(mod, "_tail", snapshot)
+    return transfers, at_tail
+
+
+def _by_dtype(copies: list, dtype: str) -> list:
+    return [shape for kind, shape in copies if kind == dtype]
+
+
+def test_gpu_chain_moves_each_integration_block_once(chain_cupy):
+    """On the GPU every integration block goes up once (data, groupdq), all group-level steps
+    (ipc and refpix included) run on the device, and it comes down once; same bits as the CPU."""
+    _, at_tail = chain_cupy
+    ramp, refs = nir_case(nints=4, ngroups=5)
+    refs["ipc"] = IPC_KERNEL
+    steps = {"ipc": {"skip": False}}
+    gpu = detector1_result(ramp, refs=refs, backend="gpu", steps=steps, max_memory=600_000)  # 2 integrations a block
+    block = (2, 5, ramp.ny, ramp.nx)
+    for copies in (at_tail["uploads"], at_tail["downloads"]):
+        assert _by_dtype(copies, "float32") == [block, block]
+        assert _by_dtype(copies, "uint8") == [block, block]
+        assert len(copies) == 4
+    cpu = detector1_result(ramp, refs=refs, backend="cpu", steps=steps, max_memory=600_000)
+    assert gpu.rate.meta["S_IPC"] == "COMPLETE" and gpu.rate.meta["S_REFPIX"] == "COMPLETE"
+    assert_products_equal(cpu, gpu)
+
+
+def test_gpu_chain_in_row_blocks_moves_each_row_block_once(chain_cupy, row_blocks):
+    """One integration in row blocks: each row block goes up and down once before refpix and
+    once after it (refpix needs whole planes and corrects the host buffer in between)."""
+    _, at_tail = chain_cupy
+    ramp, refs = nir_case(nints=2, ngroups=5)
+    gpu = detector1_result(ramp, refs=refs, backend="gpu")
+    blocks = -(-ramp.ny // 3)
+    for copies in (at_tail["uploads"], at_tail["downloads"]):
+        shapes = _by_dtype(copies, "float32")
+        assert len(shapes) == ramp.nints * 2 * blocks and len(copies) == 2 * len(shapes)
+        assert all(s[0] == 1 and s[2] <= 3 + 2 * 2 for s in shapes)  # one integration, 3 rows + halo
+    assert_products_equal(detector1_result(ramp, refs=refs, backend="cpu"), gpu)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import to_host
 from ..chunking import DEFAULT_CPU_MEMORY, parse_memory
 from ..errors import GpucalError, InputError
 from ..products import RampFitResult, RateProduct
@@ -135,6 +136,14 @@ def _read_block(ramp: Ramp, i0: int, i1: int, rows: slice = slice(None), pixeldq
                 np.array(ramp.groupdq[i0:i1, :, rows], np.uint8), np.array(pdq[rows], np.uint32), zf, **window)
 
 
+def to_device(block: Ramp) -> Ramp:
+    """``block`` with its arrays uploaded to the GPU: the one upload of a block in the device chain."""
+    import cupy
+
+    return like(block, cupy.asarray(block.data), cupy.asarray(block.groupdq), cupy.asarray(block.pixeldq),
+                None if block.zeroframe is None else cupy.asarray(block.zeroframe))
+
+
 def _ref_rows(refs: Mapping[str, Any], params: Mapping[str, dict], rows: slice) -> tuple[dict, dict]:
     """References and step parameters cut to detector rows ``rows`` (IPC keeps absolute indexing)."""
     import dataclasses
@@ -176,12 +185,13 @@ class _Calibrated:
         self.meta: dict[str, Any] = dict(ramp.meta)
 
     def put(self, i0: int, block: Ramp) -> None:
+        """Store a calibrated block (host or device: a device block is downloaded here, once)."""
         i1 = i0 + block.nints
-        self.data[i0:i1] = block.data
-        self.groupdq[i0:i1] = block.groupdq
-        self.pixeldq |= np.asarray(block.pixeldq, np.uint32)
+        self.data[i0:i1] = to_host(block.data)
+        self.groupdq[i0:i1] = to_host(block.groupdq)
+        self.pixeldq |= to_host(block.pixeldq).astype(np.uint32, copy=False)
         if self.zeroframe is not None:
-            self.zeroframe[i0:i1] = block.zeroframe
+            self.zeroframe[i0:i1] = to_host(block.zeroframe)
         self.meta.update(block.meta)
 
     def ramp(self) -> Ramp:
@@ -266,7 +276,11 @@ class _Chain:
         self.step_memory, self.timer, self.state = step_memory, timer, state
 
     def run(self, r: Ramp, names: list[str], exposure_start: bool, refs=None, params=None) -> Ramp:
+        """The steps ``names`` on block ``r``; on the GPU the block is uploaded once and every step
+        works on the device (the caller downloads the result once)."""
         refs, params = refs or self.refs, params or self.params
+        if self.backend == "gpu" and names:
+            r = to_device(r)
         for name in names:
             r = self.timer.run(name, lambda name=name, r=r: _group_step(
                 name, r, refs, params[name], self.backend, self.step_memory, exposure_start, self.state))
@@ -289,11 +303,11 @@ class _Chain:
                 yield slice(r0, r1), slice(h0, h1), slice(r0 - h0, r1 - h0)
 
         def store(r: Ramp, rows: slice, keep: slice, ran: list[str]) -> None:
-            cal.data[i, :, rows] = r.data[0, :, keep]
-            cal.groupdq[i, :, rows] = r.groupdq[0, :, keep]
-            pdq[rows] = r.pixeldq[keep]
+            cal.data[i, :, rows] = to_host(r.data)[0, :, keep]
+            cal.groupdq[i, :, rows] = to_host(r.groupdq)[0, :, keep]
+            pdq[rows] = to_host(r.pixeldq)[keep]
             if cal.zeroframe is not None:
-                cal.zeroframe[i, rows] = r.zeroframe[0, keep]
+                cal.zeroframe[i, rows] = to_host(r.zeroframe)[0, keep]
             if "dark_current" in ran:
                 avg[rows] = self.state["average_dark_current"][keep]
 
@@ -429,14 +443,20 @@ def detector1_result(
     with tempfile.TemporaryDirectory(prefix="gpucal_d1_", dir=output_dir if output_dir and
                                      Path(output_dir).is_dir() else None) as workdir:
         cal = _Calibrated(ramp, budget, workdir)
-        per_block = integrations_per_block(ramp, budget)
+        block_budget = budget
+        if backend == "gpu":
+            from ..backend import free_device_memory
+
+            # the whole block and the steps' block-sized temporaries live on the device at once
+            block_budget = min(budget, free_device_memory() // 3)
+        per_block = integrations_per_block(ramp, block_budget)
         state: dict[str, Any] = {}
         chain = _Chain(loaded, params, backend, step_memory, timer, state)
         if per_block == 0:
             halo = _halo(block_steps, loaded, params)
-            rows = rows_per_block(ramp, budget, halo)
+            rows = rows_per_block(ramp, block_budget, halo)
             log.warning("one integration exceeds half the memory budget of %.1f MiB: streaming row blocks of %d "
-                        "rows (halo %d)", budget / 2**20, rows, halo)
+                        "rows (halo %d)", block_budget / 2**20, rows, halo)
             avg = np.zeros((ramp.ny, ramp.nx), np.float32)
             for i in range(ramp.nints):
                 chain.integration_by_rows(ramp, i, cal, block_steps, rows, halo, avg)

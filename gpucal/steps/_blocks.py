@@ -10,6 +10,10 @@ On the CPU, blocks are cache-sized (about :data:`~gpucal.chunking.CPU_BLOCK_SAMP
 samples) and run on :func:`~gpucal.chunking.cpu_workers` threads: numpy releases the GIL in
 its element loops, the kernels are pure functions of their block, and every block writes
 its own rows of the output, so the result does not depend on the thread count.
+
+A Ramp whose arrays are already on the GPU (CuPy; the detector1 chain uploads each block
+once) is handed to the kernel whole, and the new Ramp keeps the kernel's device arrays:
+no copy to or from the host.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import array_module, resolve_backend, to_host
+from ..backend import array_module, on_device, resolve_backend, to_host
 from ..chunking import cache_block, cpu_workers, parse_memory, rows_per_block
 from ..ramp import Ramp
 from ._derive import like
@@ -52,6 +56,10 @@ def run_blocks(ramp: Ramp, kernel: Kernel, backend: str | None, *, halo: int = 0
     block_bytes = parse_memory(max_memory) or DEFAULT_BLOCK_BYTES
     name, xp = backend_and_module(backend)
     nints, ngroups, ny, nx = ramp.shape
+    if name == "gpu" and on_device(ramp.data):
+        d, g, p, z = kernel(xp, ramp.data, ramp.groupdq, ramp.pixeldq, ramp.zeroframe, slice(0, ny))
+        return like(ramp, d.astype(xp.float32, copy=False), g.astype(xp.uint8, copy=False),
+                    p.astype(xp.uint32, copy=False), None if z is None else z.astype(xp.float32, copy=False))
     data = np.empty(ramp.shape, np.float32)
     groupdq = np.empty(ramp.shape, np.uint8)
     pixeldq = np.empty((ny, nx), np.uint32)
@@ -91,8 +99,10 @@ def run_blocks(ramp: Ramp, kernel: Kernel, backend: str | None, *, halo: int = 0
     return like(ramp, data, groupdq, pixeldq, zeroframe)
 
 
-def ref_rows(xp: Any, array: np.ndarray | None, rows: slice) -> Any:
-    """Rows ``rows`` (last-but-one axis) of a host reference array on the backend."""
+def ref_rows(xp: Any, array: Any, rows: slice) -> Any:
+    """Rows ``rows`` (last-but-one axis) of a reference array (host or device) on the backend."""
     if array is None:
         return None
+    if on_device(array):
+        return xp.ascontiguousarray(array[..., rows, :])
     return xp.asarray(np.ascontiguousarray(array[..., rows, :]))

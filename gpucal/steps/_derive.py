@@ -1,4 +1,8 @@
-"""New Ramps derived from an old one (the input is never modified)."""
+"""New Ramps derived from an old one (the input is never modified).
+
+The arrays stay where they are: a Ramp of CuPy arrays (the detector1 chain on the GPU)
+gives a Ramp of CuPy arrays, copied on the device.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import array_module_of, on_device
 from ..ramp import Ramp
 
 
@@ -18,14 +23,23 @@ def like(ramp: Ramp, data: Any, groupdq: Any, pixeldq: Any, zeroframe: Any, **me
                 zeroframe=zeroframe, meta=new_meta)
 
 
-def with_data(ramp: Ramp, data: np.ndarray, *, zeroframe: Any = "keep", **meta: Any) -> Ramp:
+def _copy(array: Any, dtype: Any) -> Any:
+    if array is None:
+        return None
+    xp = array_module_of(array)
+    return xp.array(array, dtype=dtype, order="C", copy=True)
+
+
+def with_data(ramp: Ramp, data: Any, *, zeroframe: Any = "keep", **meta: Any) -> Ramp:
     """``ramp`` with ``data`` (and optionally ``zeroframe``) replaced, DQ arrays copied, ``meta`` updated."""
     zf = ramp.zeroframe if isinstance(zeroframe, str) and zeroframe == "keep" else zeroframe
-    return like(
-        ramp,
-        data,
-        np.array(ramp.groupdq, dtype=np.uint8, order="C", copy=True),
-        np.array(ramp.pixeldq, dtype=np.uint32, order="C", copy=True),
-        None if zf is None else np.array(zf, dtype=np.float32, order="C", copy=True),
-        **meta,
-    )
+    return like(ramp, data, _copy(ramp.groupdq, np.uint8), _copy(ramp.pixeldq, np.uint32), _copy(zf, np.float32),
+                **meta)
+
+
+def copy_ramp(ramp: Ramp, **meta: Any) -> Ramp:
+    """A copy of ``ramp`` (native float32/uint8/uint32 arrays, on the device if ``ramp`` is there)."""
+    if on_device(ramp.data):
+        return with_data(ramp, _copy(ramp.data, np.float32), **meta)
+    blk = ramp.block(0, ramp.ny)
+    return like(ramp, blk.data, blk.groupdq, blk.pixeldq, blk.zeroframe, **meta)

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InputError
 from ..ramp import Ramp
 from ._blocks import ref_rows, run_blocks
-from ._derive import like
+from ._derive import copy_ramp
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +144,7 @@ def dark_current(ramp: Ramp, dark_ref: Any, *, average_dark_current: float | Non
     avg = _average_dark_current(ramp, dark_ref, average_dark_current)
     dark, pdq = prepare_dark(ramp, dark_ref)
     if dark is None:
-        blk = ramp.block(0, ramp.ny)
-        return DarkCurrentResult(like(ramp, blk.data, blk.groupdq, blk.pixeldq, blk.zeroframe), avg, None, True)
+        return DarkCurrentResult(copy_ramp(ramp), avg, None, True)
     miri = dark.ndim == 4
     dints = dark.shape[0] if miri else 1
     intstart = ramp.meta.get("INTSTART")

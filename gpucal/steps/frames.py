@@ -10,16 +10,11 @@ import logging
 from .. import dq as dqflags
 from ..ramp import Ramp
 from ._blocks import run_blocks
-from ._derive import like
+from ._derive import copy_ramp
 
 logger = logging.getLogger(__name__)
 
 _FLUX_ESTIMATED = dqflags.PIXEL["FLUX_ESTIMATED"]
-
-
-def _copy(ramp: Ramp) -> Ramp:
-    blk = ramp.block(0, ramp.ny)
-    return like(ramp, blk.data, blk.groupdq, blk.pixeldq, blk.zeroframe)
 
 
 def _is_miri(ramp: Ramp, step: str) -> bool:
@@ -37,10 +32,10 @@ def firstframe(ramp: Ramp, *, bright_use_group1: bool = True, backend: str | Non
     and those pixels get FLUX_ESTIMATED in the pixel DQ.
     """
     if not _is_miri(ramp, "firstframe"):
-        return _copy(ramp)
+        return copy_ramp(ramp)
     if ramp.ngroups <= 3:
         logger.warning("firstframe skipped: %d groups, needs more than 3", ramp.ngroups)
-        return _copy(ramp)
+        return copy_ramp(ramp)
 
     def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
         groupdq = groupdq.copy()
@@ -60,10 +55,10 @@ def lastframe(ramp: Ramp, *, backend: str | None = None,
               max_memory: int | str | None = None) -> Ramp:
     """DO_NOT_USE on the last group when NGROUPS > 2 (MIRI only; otherwise an unchanged copy)."""
     if not _is_miri(ramp, "lastframe"):
-        return _copy(ramp)
+        return copy_ramp(ramp)
     if ramp.ngroups <= 2:
         logger.warning("lastframe skipped: %d groups, needs more than 2", ramp.ngroups)
-        return _copy(ramp)
+        return copy_ramp(ramp)
 
     def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
         groupdq = groupdq.copy()

@@ -6,7 +6,7 @@ import logging
 
 from ..ramp import Ramp
 from ._blocks import run_blocks
-from ._derive import like
+from ._derive import copy_ramp
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,7 @@ def group_scale(ramp: Ramp, *, backend: str | None = None,
     Returns a new Ramp; an unchanged copy when the step skips (FRMDIVSR missing or equal to NFRAMES).
     """
     if _skip(ramp):
-        blk = ramp.block(0, ramp.ny)
-        return like(ramp, blk.data, blk.groupdq, blk.pixeldq, blk.zeroframe)
+        return copy_ramp(ramp)
     scale = float(ramp.meta["FRMDIVSR"]) / ramp.nframes
     logger.info("group_scale: rescaling by %s", scale)
 

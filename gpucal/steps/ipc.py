@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import resolve_backend
+from ..backend import on_device, resolve_backend
 from ..chunking import parse_memory, rows_per_block
 from ..errors import InputError
 from ..ipc_io import IpcGeometry, halo_rows
@@ -136,6 +136,18 @@ def ipc(ramp: Ramp, ipc_ref: IpcReference | str | os.PathLike | np.ndarray, *, b
     sy0, sy1, sx0, sx1 = bottom, ny - top, left, nx - right
     start = time.perf_counter()
 
+    if name == "gpu" and on_device(ramp.data):
+        # the detector1 chain on the GPU: the whole block is on the device already
+        import cupy
+
+        from ..gpu.ipc import run_ipc
+
+        g = IpcGeometry(nplanes, nx, ny, ny, 0, 0, sy0, sy1, sx0, sx1, kh, kw)
+        d_kernel = cupy.asarray(np.ascontiguousarray(kernel, dtype=np.float32))
+        out = run_ipc(g, cupy.ascontiguousarray(ramp.data).reshape(nplanes, ny, nx), d_kernel)
+        log.info("ipc: %s kernel %s on %s (gpu, on the device), %.2f s", "per-pixel" if kernel.ndim == 4 else "2-D",
+                 kernel.shape[:2], ramp.shape, time.perf_counter() - start)
+        return with_data(ramp, out.reshape(ramp.shape), S_IPC="COMPLETE")
     if name == "gpu":
         from ..backend import free_device_memory
 

@@ -6,7 +6,8 @@ pixels, running medians of the side columns) are computed on the host with numpy
 follow numpy's reduction order to match jwst. The corrections are applied to whole planes
 with the same array code on numpy or CuPy (``gpucal.backend.array_module``), a few whole
 planes at a time (refpix needs whole planes; never row blocks). No custom kernel: the per-plane work is a broadcast
-subtraction.
+subtraction. A Ramp already on the GPU (the detector1 chain) stays there: only the border
+pixels the statistics need come to the host.
 
 Precision follows jwst exactly, including its reused work buffer: with side reference pixels,
 the first plane of the exposure has its top/bottom means and subtraction in float32 and every
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .. import dq as dqflags
-from ..backend import array_module, resolve_backend, to_host
+from ..backend import array_module, array_module_of, on_device, resolve_backend, to_host
 from ..errors import InputError
 from ..ramp import Ramp
 from ..refpix_stats import average_with_none, clipped_mean, combine_with_nans, running_median
@@ -65,7 +66,7 @@ class _NirGeometry:
 
     def __init__(self, ramp: Ramp, x0: int, y0: int, fast: int, slow: int, subarray: bool):
         full = np.zeros((NIR_FULL, NIR_FULL), dtype=np.uint32)
-        pdq = np.asarray(ramp.pixeldq, dtype=np.uint32)
+        pdq = to_host(ramp.pixeldq).astype(np.uint32, copy=False)
         if subarray:
             edge = dqflags.DO_NOT_USE | dqflags.REFERENCE_PIXEL
             full[:4, :] = edge
@@ -275,7 +276,18 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
     miri = ramp.instrument == "MIRI" or detector.startswith("MIR")
     name = resolve_backend(backend)
     xp = array_module(name)
+    device = name == "gpu" and on_device(ramp.data)
     start = time.perf_counter()
+
+    def load(sel):
+        """Planes ``ramp.data[sel]`` as float32 on the backend (a view when already on the device)."""
+        if device:
+            return ramp.data[sel].astype(xp.float32, copy=False)
+        return xp.asarray(np.array(ramp.data[sel], dtype=np.float32))
+
+    def store(res):
+        """A corrected result in the form ``out`` holds (device arrays stay on the device)."""
+        return res if device and on_device(out) else to_host(res)
     x0, y0 = xstart - 1, ystart - 1
     params = dict(odd_even_columns=bool(odd_even_columns), use_side_ref_pixels=bool(use_side_ref_pixels),
                   side_smoothing_length=int(side_smoothing_length), side_gain=float(side_gain),
@@ -286,15 +298,15 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
             log.info("refpix: MIRI subarray, step skipped")
             return _finish(ramp, out, None, "keep", "SKIPPED")
         given = out
-        out = np.empty(ramp.shape, dtype=np.float32) if out is None else out
-        state = {"bad": False, "dq": np.asarray(ramp.pixeldq, dtype=np.uint32)}
+        out = (xp if device else np).empty(ramp.shape, dtype=np.float32) if out is None else out
+        state = {"bad": False, "dq": to_host(ramp.pixeldq).astype(np.uint32, copy=False)}
         for i in range(ramp.nints):
-            first = xp.asarray(np.array(ramp.data[i, 0], dtype=np.float32)).astype(xp.float64)
+            first = load((i, 0)).astype(xp.float64)
             for g0 in range(0, ramp.ngroups, PLANES_PER_CHUNK):
                 g1 = min(ramp.ngroups, g0 + PLANES_PER_CHUNK)
-                cube = xp.asarray(np.array(ramp.data[i, g0:g1], dtype=np.float32))
-                out[i, g0:g1] = to_host(_miri_groups(xp, cube, first, g0, state, bool(odd_even_rows),
-                                                     params["siglimit"]))
+                cube = load((i, slice(g0, g1)))
+                out[i, g0:g1] = store(_miri_groups(xp, cube, first, g0, state, bool(odd_even_rows),
+                                                   params["siglimit"]))
         log.info("refpix: MIRI full frame %s (%s), %.2f s", ramp.shape, name, time.perf_counter() - start)
         return _finish(ramp, given, out, "keep", "COMPLETE")
 
@@ -313,25 +325,26 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
     single = subarray and ramp.meta.get("NOUTPUTS") != 4
     first_f32 = [bool(exposure_start)]
     given = out
-    out = np.empty(ramp.shape, dtype=np.float32) if out is None else out
+    out = (xp if device else np).empty(ramp.shape, dtype=np.float32) if out is None else out
 
-    def run(planes_sci):
-        planes = to_detector(xp.asarray(planes_sci), fast, slow)
+    def run(planes):
+        planes = to_detector(planes, fast, slow)
         if single:
             res, _ = _nir_single_output(xp, planes, g, params["odd_even_columns"], params["siglimit"])
         else:
             res = _nir_fullframe_planes(xp, planes, g, first_f32, params)
-        return to_host(xp.ascontiguousarray(to_science(res, fast, slow)))
+        return store(xp.ascontiguousarray(to_science(res, fast, slow)))
 
     for i in range(ramp.nints):
         for g0 in range(0, ramp.ngroups, PLANES_PER_CHUNK):
             g1 = min(ramp.ngroups, g0 + PLANES_PER_CHUNK)
-            out[i, g0:g1] = run(np.array(ramp.data[i, g0:g1], dtype=np.float32))
+            out[i, g0:g1] = run(load((i, slice(g0, g1))))
     zeroframe: Any = "keep"
     if ramp.zeroframe is not None and bool(ramp.meta.get("ZEROFRAM", False)):
-        zf = np.array(ramp.zeroframe, dtype=np.float32)
+        zxp = xp if device else np
+        zf = zxp.array(ramp.zeroframe, dtype=np.float32)
         zero = zf == 0.0
-        zeroframe = run(zf)
+        zeroframe = run(xp.asarray(zf))
         zeroframe[zero] = 0.0
     log.info("refpix: NIR %s%s %s (%s), %.2f s", "subarray" if subarray else "full frame",
              " (single output)" if single else "", ramp.shape, name, time.perf_counter() - start)
@@ -341,7 +354,7 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
 def _finish(ramp: Ramp, given: np.ndarray | None, data: np.ndarray | None, zeroframe: Any, status: str) -> Ramp:
     """The step's Ramp: copies (``with_data``), or sharing ``given`` and the DQ arrays when ``out`` was given."""
     if given is None:
-        return with_data(ramp, np.array(ramp.data, dtype=np.float32) if data is None else data,
+        return with_data(ramp, array_module_of(ramp.data).array(ramp.data, dtype=np.float32) if data is None else data,
                          zeroframe=zeroframe, S_REFPIX=status)
     if data is None and given is not ramp.data:
         for i in range(ramp.nints):
