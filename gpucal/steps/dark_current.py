@@ -153,9 +153,11 @@ def dark_current(ramp: Ramp, dark_ref: Any, *, average_dark_current: float | Non
 
     def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
         d = ref_rows(xp, dark, rows)
+        if not miri:  # one dark for every integration
+            return data - d[None, :ngroups], groupdq, pixeldq | ref_rows(xp, pdq, rows), zeroframe
         out = xp.empty_like(data)
         for i in range(data.shape[0]):
-            di = (d[i] if i < dints and intstart == 1 else d[-1]) if miri else d
+            di = d[i] if i < dints and intstart == 1 else d[-1]
             out[i] = data[i] - di[:ngroups]
         return out, groupdq, pixeldq | ref_rows(xp, pdq, rows), zeroframe
 

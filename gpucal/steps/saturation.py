@@ -91,51 +91,51 @@ def saturation(ramp: Ramp, saturation_ref: Any, *, n_pix_grow_sat: int = 1, supe
     dilution = [(g * nfr + (nfr + 1) / 2.0) / (g * nfr + nfr) for g in range(ramp.ngroups)] if use_readpatt else None
 
     def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
+        # integrations are independent: each operation covers all of them at once (long numpy
+        # loops for TSO blocks of many integrations and few rows)
         thresh = ref_rows(xp, thresh_all, rows)
         nsc = ref_rows(xp, nsc_all, rows)
-        nints, ngroups = data.shape[:2]
+        ngroups = data.shape[1]
         groupdq = groupdq.copy()
         sat8, dnu8, low8 = xp.uint8(_SAT), xp.uint8(_DNU), xp.uint8(_AD_FLOOR | _DNU)
         zero8 = xp.uint8(0)
-        for i in range(nints):
-            ever = xp.zeros(thresh.shape, dtype=bool)
-            for g in range(ngroups):
-                plane = data[i, g]
-                ever |= plane >= thresh
-                gdq = groupdq[i, g] | xp.where(ever, sat8, zero8)
-                gdq |= xp.where(plane <= 0, low8, zero8)
-                if n > 0:
-                    gdq |= xp.where(dilate(xp, (gdq & sat8) != 0, n), sat8, zero8)
-                groupdq[i, g] = gdq
-            if dilution is not None:
-                for g in range(ngroups - 2, -1, -1):
-                    if dilution[g] == 1:
-                        continue
-                    # float64 threshold x dilution, as numpy promotes float32 x float64 (explicit for CuPy)
-                    factor = xp.where(nsc, xp.float64(1.0), xp.float64(dilution[g]))
-                    this, nxt = groupdq[i, g], groupdq[i, g + 1]
-                    partial = ((data[i, g].astype(xp.float64) >= thresh.astype(xp.float64) * factor)
-                               & ((this & (sat8 | dnu8)) == 0)
-                               & ((nxt & sat8) != 0))
-                    groupdq[i, g] = this | xp.where(dilate(xp, partial, n), dnu8, zero8)
-                if ngroups > 2:
-                    bias = (xp.float32(0.0) if superbias_ref is None
-                            else ref_rows(xp, np.asarray(superbias_ref.data, np.float32), rows))
-                    d0, d1 = data[i, 0], data[i, 1]
-                    mean0 = np.float64((nfr + 1) / 2.0)
-                    # float64 (stcal divides by np.mean, a float64 scalar); explicit so CuPy agrees
-                    a = (((d0 - bias).astype(xp.float64) / mean0) * (3 * nfr) + bias) < thresh.astype(xp.float64)
-                    c = (d1 - d0) > (thresh - d0) / xp.float32(nfr)
-                    d = ((groupdq[i, 2] & sat8) != 0) & ((groupdq[i, 1] & sat8) == 0)
-                    groupdq[i, 1] = groupdq[i, 1] | xp.where(a & c & d, dnu8, zero8)
-            if zeroframe is not None:
-                z = zeroframe[i]
-                sat = z >= thresh
-                bad = sat | (z <= 0)
-                if n > 0:
-                    bad |= dilate(xp, sat, n)
-                zeroframe = zeroframe.copy() if i == 0 else zeroframe
-                zeroframe[i] = xp.where(bad, xp.float32(0.0), z)
+        ever = xp.zeros((data.shape[0],) + thresh.shape, dtype=bool)
+        for g in range(ngroups):
+            plane = data[:, g]
+            ever |= plane >= thresh
+            gdq = groupdq[:, g] | xp.where(ever, sat8, zero8)
+            gdq |= xp.where(plane <= 0, low8, zero8)
+            if n > 0:
+                gdq |= xp.where(dilate(xp, (gdq & sat8) != 0, n), sat8, zero8)
+            groupdq[:, g] = gdq
+        if dilution is not None:
+            thresh64 = thresh.astype(xp.float64)
+            for g in range(ngroups - 2, -1, -1):
+                if dilution[g] == 1:
+                    continue
+                # float64 threshold x dilution, as numpy promotes float32 x float64 (explicit for CuPy)
+                factor = xp.where(nsc, xp.float64(1.0), xp.float64(dilution[g]))
+                this, nxt = groupdq[:, g], groupdq[:, g + 1]
+                partial = ((data[:, g].astype(xp.float64) >= thresh64 * factor)
+                           & ((this & (sat8 | dnu8)) == 0)
+                           & ((nxt & sat8) != 0))
+                groupdq[:, g] = this | xp.where(dilate(xp, partial, n), dnu8, zero8)
+            if ngroups > 2:
+                bias = (xp.float32(0.0) if superbias_ref is None
+                        else ref_rows(xp, np.asarray(superbias_ref.data, np.float32), rows))
+                d0, d1 = data[:, 0], data[:, 1]
+                mean0 = np.float64((nfr + 1) / 2.0)
+                # float64 (stcal divides by np.mean, a float64 scalar); explicit so CuPy agrees
+                a = (((d0 - bias).astype(xp.float64) / mean0) * (3 * nfr) + bias) < thresh64
+                c = (d1 - d0) > (thresh - d0) / xp.float32(nfr)
+                d = ((groupdq[:, 2] & sat8) != 0) & ((groupdq[:, 1] & sat8) == 0)
+                groupdq[:, 1] = groupdq[:, 1] | xp.where(a & c & d, dnu8, zero8)
+        if zeroframe is not None:
+            sat = zeroframe >= thresh
+            bad = sat | (zeroframe <= 0)
+            if n > 0:
+                bad |= dilate(xp, sat, n)
+            zeroframe = xp.where(bad, xp.float32(0.0), zeroframe)
         pixeldq = pixeldq | ref_rows(xp, qdq_all, rows)
         return data, groupdq, pixeldq, zeroframe
 
