@@ -229,8 +229,9 @@ class Ramp:
         return total
 
     # ------------------------------------------------------------------ read
-    def block(self, row_start: int, row_stop: int) -> RampBlock:
-        """Read rows ``[row_start, row_stop)`` of every integration and group.
+    def block(self, row_start: int, row_stop: int, *, ints: tuple[int, int] | None = None) -> RampBlock:
+        """Read rows ``[row_start, row_stop)`` of every group of every integration (or of
+        integrations ``[ints[0], ints[1])``).
 
         Only those rows are read from a memory-mapped file. The returned arrays are
         fresh copies (never views of the ramp's arrays), native-endian, C-contiguous
@@ -240,21 +241,24 @@ class Ramp:
         Raises
         ------
         InputError
-            The row range is empty or outside ``[0, ny]``.
+            The row or integration range is empty or outside the exposure.
         """
-        for name, value in (("row_start", row_start), ("row_stop", row_stop)):
+        i0, i1 = (0, self.nints) if ints is None else ints
+        for name, value in (("row_start", row_start), ("row_stop", row_stop), ("ints[0]", i0), ("ints[1]", i1)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise InputError(f"{name} must be an integer, got {value!r}")
         r0, r1 = int(row_start), int(row_stop)
         if not 0 <= r0 < r1 <= self.ny:
             raise InputError(f"row range [{r0}, {r1}) must be non-empty and inside [0, {self.ny})")
-        rows = slice(r0, r1)
-        data = np.array(self.data[:, :, rows, :], dtype=np.float32, order="C", copy=True)
-        groupdq = np.array(self.groupdq[:, :, rows, :], dtype=np.uint8, order="C", copy=True)
+        if not 0 <= i0 < i1 <= self.nints:
+            raise InputError(f"integration range [{i0}, {i1}) must be non-empty and inside [0, {self.nints})")
+        rows, its = slice(r0, r1), slice(int(i0), int(i1))
+        data = np.array(self.data[its, :, rows, :], dtype=np.float32, order="C", copy=True)
+        groupdq = np.array(self.groupdq[its, :, rows, :], dtype=np.uint8, order="C", copy=True)
         pixeldq = np.array(self.pixeldq[rows, :], dtype=np.uint32, order="C", copy=True)
         zeroframe = None
         if self.zeroframe is not None:
-            zeroframe = np.array(self.zeroframe[:, rows, :], dtype=np.float32, order="C", copy=True)
+            zeroframe = np.array(self.zeroframe[its, rows, :], dtype=np.float32, order="C", copy=True)
         return RampBlock(data, groupdq, pixeldq, zeroframe)
 
     # ----------------------------------------------------------------- files

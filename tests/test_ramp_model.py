@@ -217,6 +217,12 @@ def test_block_reads_only_its_rows():
     ramp = Ramp(rec_data, rec_gdq, pixeldq, group_time=1.0, frame_time=1.0, nframes=1, zeroframe=rec_zf)
     block = ramp.block(1, 3)
     for rec in (rec_data, rec_gdq):
-        assert rec.keys == [(slice(None), slice(None), slice(1, 3), slice(None))]
-    assert rec_zf.keys == [(slice(None), slice(1, 3), slice(None))]
+        assert rec.keys == [(slice(0, 2), slice(None), slice(1, 3), slice(None))]
+    assert rec_zf.keys == [(slice(0, 2), slice(1, 3), slice(None))]
     np.testing.assert_array_equal(block.data, data[:, :, 1:3])
+    one = ramp.block(0, 6, ints=(1, 2))  # one integration, every row
+    assert rec_data.keys[-1] == (slice(1, 2), slice(None), slice(0, 6), slice(None))
+    np.testing.assert_array_equal(one.data, data[1:2])
+    assert one.zeroframe.shape == (1, 6, 7)
+    with pytest.raises(InputError, match="integration range"):
+        ramp.block(0, 6, ints=(2, 2))

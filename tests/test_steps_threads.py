@@ -40,3 +40,39 @@ def test_thread_count_and_block_size_do_not_change_the_result(inputs, monkeypatc
     np.testing.assert_array_equal(many.data, one.data)
     np.testing.assert_array_equal(many.groupdq, one.groupdq)
     np.testing.assert_array_equal(many.pixeldq, one.pixeldq)
+
+
+def test_tso_shapes_run_in_integration_blocks_with_the_same_result(monkeypatch, caplog):
+    """Few rows, many integrations, small cache blocks: whole-integration blocks (no halo rows,
+    pixel DQ OR-ed across blocks, the MIRI dark picked by the exposure's integration index)
+    give the bits of one whole-exposure block."""
+    import logging
+
+    from steps_cases import raw_exposure, refs_for
+
+    from gpucal import chunking
+
+    shape = (7, 4, 10, 300)
+    ramp = make_exposure(*shape, seed=5, saturation_dn=20000.0).ramp
+    refs = make_calib_refs(shape[2], shape[3], seed=6, saturation_dn=20000.0)
+    miri = raw_exposure(5, 4, 10, 300, zeroframe=False, instrument="MIRI", detector="MIRIMAGE")
+    miri_refs = refs_for(miri, dark_frames=10, dark_ints=3)
+    monkeypatch.setenv("GPUCAL_CPU_WORKERS", "1")
+    whole = _chain(ramp, refs, None)
+    whole_miri = steps.dark_current(miri, miri_refs["dark"], backend="cpu").ramp
+    monkeypatch.setattr(chunking, "CPU_BLOCK_SAMPLES", 2000)
+    monkeypatch.setenv("GPUCAL_CPU_WORKERS", "3")
+    with caplog.at_level(logging.DEBUG, logger="gpucal.steps._blocks"):
+        blocked = _chain(ramp, refs, None)
+        blocked_miri = steps.dark_current(miri, miri_refs["dark"], backend="cpu").ramp
+    assert "blocks of 1 integration(s)" in caplog.text and "row blocks" not in caplog.text
+    assert (blocked.groupdq & 2).any() and blocked.pixeldq.any()
+    for got, expected in ((blocked, whole), (blocked_miri, whole_miri)):
+        for key in ("data", "groupdq", "pixeldq", "zeroframe"):
+            a, b = getattr(got, key), getattr(expected, key)
+            if b is None:
+                assert a is None
+                continue
+            np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8), err_msg=key)
+    # the per-integration dark really differs between integrations, so the index mattered
+    assert not np.array_equal(whole_miri.data[0] - miri.data[0], whole_miri.data[1] - miri.data[1])

@@ -151,14 +151,15 @@ def dark_current(ramp: Ramp, dark_ref: Any, *, average_dark_current: float | Non
     intstart = 1 if intstart is None else int(intstart)
     ngroups = ramp.ngroups
 
-    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
+    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows, ints):
         d = ref_rows(xp, dark, rows)
         if not miri:  # one dark for every integration
             return data - d[None, :ngroups], groupdq, pixeldq | ref_rows(xp, pdq, rows), zeroframe
         out = xp.empty_like(data)
-        for i in range(data.shape[0]):
+        for k in range(data.shape[0]):
+            i = ints.start + k  # the exposure's integration index
             di = d[i] if i < dints and intstart == 1 else d[-1]
-            out[i] = data[i] - di[:ngroups]
+            out[k] = data[k] - di[:ngroups]
         return out, groupdq, pixeldq | ref_rows(xp, pdq, rows), zeroframe
 
     return DarkCurrentResult(run_blocks(ramp, kernel, backend, max_memory=max_memory), avg, dark, False)

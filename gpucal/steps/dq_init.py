@@ -42,7 +42,7 @@ def dq_init(ramp: Ramp, mask: Any, *, user_dq: np.ndarray | None = None, backend
             raise InputError(f"user_dq has shape {user.shape}, expected the mask's {m_all.shape}")
         m_all = m_all | user.astype(np.uint32)
 
-    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
+    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows, ints):
         m = ref_rows(xp, m_all, rows)
         pixeldq = pixeldq | m
         groupdq = groupdq | (m & dqflags.DO_NOT_USE).astype(xp.uint8)[None, None]

@@ -37,7 +37,7 @@ def firstframe(ramp: Ramp, *, bright_use_group1: bool = True, backend: str | Non
         logger.warning("firstframe skipped: %d groups, needs more than 3", ramp.ngroups)
         return copy_ramp(ramp)
 
-    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
+    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows, ints):
         groupdq = groupdq.copy()
         dnu = xp.uint8(dqflags.DO_NOT_USE)
         if bright_use_group1:
@@ -60,7 +60,7 @@ def lastframe(ramp: Ramp, *, backend: str | None = None,
         logger.warning("lastframe skipped: %d groups, needs more than 2", ramp.ngroups)
         return copy_ramp(ramp)
 
-    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
+    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows, ints):
         groupdq = groupdq.copy()
         groupdq[:, -1] |= xp.uint8(dqflags.DO_NOT_USE)
         return data, groupdq, pixeldq, zeroframe

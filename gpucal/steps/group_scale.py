@@ -37,7 +37,7 @@ def group_scale(ramp: Ramp, *, backend: str | None = None,
     scale = float(ramp.meta["FRMDIVSR"]) / ramp.nframes
     logger.info("group_scale: rescaling by %s", scale)
 
-    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
+    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows, ints):
         return data * scale, groupdq, pixeldq, zeroframe
 
     return run_blocks(ramp, kernel, backend, max_memory=max_memory)

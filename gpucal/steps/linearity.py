@@ -82,7 +82,7 @@ def linearity(ramp: Ramp, linearity_ref: Any, *, backend: str | None = None,
             logger.info("linearity: read-level correction with INV_COEFFS (NFRAMES=%d)", ramp.nframes)
     pattern = [[g * ramp.nframes + k + 1 for k in range(ramp.nframes)] for g in range(ramp.ngroups)]
 
-    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
+    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows, ints):
         coeffs = ref_rows(xp, coeffs_all, rows)
         sat = (groupdq & xp.uint8(dqflags.SATURATED)) != 0
         if inv_all is None:

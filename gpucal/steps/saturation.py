@@ -90,7 +90,7 @@ def saturation(ramp: Ramp, saturation_ref: Any, *, n_pix_grow_sat: int = 1, supe
     # dilution of group g: mean(R_g) / R_g[-1], in float64 as np.mean of the int pattern
     dilution = [(g * nfr + (nfr + 1) / 2.0) / (g * nfr + nfr) for g in range(ramp.ngroups)] if use_readpatt else None
 
-    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
+    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows, ints):
         # integrations are independent: each operation covers all of them at once (long numpy
         # loops for TSO blocks of many integrations and few rows)
         thresh = ref_rows(xp, thresh_all, rows)

@@ -27,7 +27,7 @@ def superbias(ramp: Ramp, superbias_ref: Any, *, backend: str | None = None,
     """
     check_image(superbias_ref, "SUPERBIAS", ramp)
 
-    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows):
+    def kernel(xp, data, groupdq, pixeldq, zeroframe, rows, ints):
         bias = ref_rows(xp, superbias_ref.data, rows)
         bias = xp.where(xp.isnan(bias), xp.float32(0.0), bias)
         data = data - bias[None, None]
