@@ -95,6 +95,8 @@ class ChainArray(DeviceArray):
     so code that keeps its data on the device can be told from code that falls back to host."""
 
     transfers: Transfers | None = None
+    #: The class device results are made of (StrictChainArray in strict mode).
+    view_class: type | None = None
 
     def __array_function__(self, func, types, args, kwargs):
         return _chain(super().__array_function__(func, types, args, kwargs))
@@ -105,24 +107,61 @@ class ChainArray(DeviceArray):
         return super().get(stream, out)
 
 
+def _is_host(x) -> bool:
+    return isinstance(x, np.ndarray) and not isinstance(x, DeviceArray) and x.ndim > 0
+
+
+def _plain(x):
+    if isinstance(x, DeviceArray):
+        return x.view(np.ndarray)
+    if isinstance(x, (tuple, list)):
+        return type(x)(_plain(v) for v in x)
+    return x
+
+
+class StrictChainArray(ChainArray):
+    """A ChainArray that refuses what CuPy refuses: arithmetic (any ufunc) mixing a host numpy
+    array with device arrays raises TypeError; a host array assigned into it (an implicit
+    upload in CuPy) is recorded in ``transfers.uploads``."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        if any(_is_host(x) for x in inputs):
+            raise TypeError(f"{ufunc.__name__}: a host numpy array mixed with device arrays (CuPy raises here)")
+        if out is not None:
+            kwargs["out"] = _plain(out)
+        result = getattr(ufunc, method)(*_plain(inputs), **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        return _chain(result)
+
+    def __setitem__(self, key, value):
+        if _is_host(value) and ChainArray.transfers is not None:
+            ChainArray.transfers.note(ChainArray.transfers.uploads, value)
+        self.view(np.ndarray)[_plain(key)] = _plain(value)
+
+
 def _chain(result):
-    if isinstance(result, np.ndarray) and not isinstance(result, ChainArray):
-        return result.view(ChainArray)
+    cls = ChainArray.view_class or ChainArray
+    if isinstance(result, np.ndarray) and not isinstance(result, cls):
+        return result.view(cls)
     if isinstance(result, (tuple, list)):
         return type(result)(_chain(r) for r in result)
     return result
 
 
-def make_chain_module(transfers: Transfers):
+def make_chain_module(transfers: Transfers, strict: bool = False):
     """A CuPy stand-in whose arrays stay on the "device" through numpy functions and whose
-    host<->device copies of ramp-sized arrays are recorded in ``transfers``."""
+    host<->device copies of ramp-sized arrays are recorded in ``transfers``; ``strict`` makes
+    them StrictChainArrays (install with monkeypatch on ``ChainArray.view_class``, see
+    :func:`install_chain_module`)."""
     cupy = make_module()
     ChainArray.transfers = transfers
+    ChainArray.view_class = StrictChainArray if strict else ChainArray
 
     def upload(array, dtype=None, order="C", copy=None):
         if not isinstance(array, DeviceArray):
             transfers.note(transfers.uploads, array)
-        return np.array(array, dtype=dtype, order=order).view(ChainArray)
+        return _chain(np.array(_plain(array), dtype=dtype, order=order))
 
     def asnumpy(array):
         if isinstance(array, DeviceArray):
@@ -130,14 +169,60 @@ def make_chain_module(transfers: Transfers):
         return np.array(array)
 
     def on_device(make):
-        return lambda *a, **k: make(*a, **k).view(ChainArray)
+        return lambda *a, **k: _chain(make(*_plain(a), **k))
 
     cupy.__getattr__ = lambda name: getattr(np, name)  # everything else: numpy (results stay ChainArrays)
     cupy.asarray = cupy.array = upload
     cupy.asnumpy = asnumpy
     cupy.ascontiguousarray = lambda a, dtype=None: upload(np.ascontiguousarray(a, dtype=dtype)) \
-        if not isinstance(a, DeviceArray) else np.ascontiguousarray(a, dtype=dtype).view(ChainArray)
+        if not isinstance(a, DeviceArray) else _chain(np.ascontiguousarray(_plain(a), dtype=dtype))
     for name in ("empty", "zeros", "ones", "full", "empty_like", "zeros_like", "full_like", "arange"):
         setattr(cupy, name, on_device(getattr(np, name)))
     cupy.ndarray = DeviceArray
     return cupy
+
+
+class _StrictNumpy(types.ModuleType):
+    """numpy for gpucal's modules in strict mode: ``np.asarray``/``np.array``/... of a device
+    array raise TypeError, as CuPy's ``__array__`` does (an implicit device-to-host copy)."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+def _refusing(name):
+    convert = getattr(np, name)
+
+    def call(a, *args, **kwargs):
+        if isinstance(a, DeviceArray):
+            raise TypeError(f"numpy.{name} of a device array: an implicit device-to-host copy (CuPy raises here)")
+        return convert(a, *args, **kwargs)
+
+    return call
+
+
+def install_chain_module(monkeypatch, transfers: Transfers, strict: bool = False) -> None:
+    """Install :func:`make_chain_module` as ``cupy``, with the host build behind ``kernel()`` and the
+    GPU reported usable. ``strict``: StrictChainArrays, and the ``np`` of every loaded gpucal
+    module refuses to convert device arrays (``np.asarray(device)`` cannot be caught otherwise:
+    numpy does not ask a subclass)."""
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cupy", make_chain_module(transfers, strict))
+    monkeypatch.setattr(ChainArray, "transfers", transfers)
+    monkeypatch.setattr(ChainArray, "view_class", StrictChainArray if strict else ChainArray)
+    monkeypatch.setattr("gpucal.gpu.compile.kernel", host_kernel)
+    monkeypatch.setattr("gpucal.backend.gpu_unavailable_reason", lambda: None)
+    monkeypatch.setattr("gpucal.backend.free_device_memory", lambda device=0: 8 * 1024**3)
+    if not strict:
+        return
+    for name in ("gpucal.pipeline.detector1", "gpucal.steps", "gpucal.gpu.ipc", "gpucal.gpu.jump",
+                 "gpucal.gpu.ramp_fit", "gpucal.jump_detection", "gpucal.ramp_fitting", "gpucal.refpix_stats"):
+        importlib.import_module(name)
+    strict_np = _StrictNumpy("numpy")
+    for name in ("array", "asarray", "asanyarray", "ascontiguousarray"):
+        setattr(strict_np, name, _refusing(name))
+    for name, module in list(sys.modules.items()):
+        if name.startswith("gpucal") and getattr(module, "np", None) is np:
+            monkeypatch.setattr(module, "np", strict_np)

@@ -278,6 +278,18 @@ def test_gpu_equals_cpu():
     assert_products_equal(cpu, gpu)
 
 
+@pytest.mark.gpu
+def test_gpu_row_block_chain_equals_cpu(row_blocks):
+    """The device chain in row blocks (split at refpix), ipc on: same bits as the CPU run."""
+    ramp, refs = nir_case(nints=2, ngroups=5)
+    refs["ipc"] = IPC_KERNEL
+    steps = {"ipc": {"skip": False}, "saturation": {"n_pix_grow_sat": 2}}
+    cpu = detector1_result(ramp, refs=refs, backend="cpu", steps=steps)
+    gpu = detector1_result(ramp, refs=refs, backend="gpu", steps=steps)
+    assert gpu.rate.meta["S_IPC"] == gpu.rate.meta["S_REFPIX"] == "COMPLETE"
+    assert_products_equal(cpu, gpu)
+
+
 def test_gpu_path_with_the_cupy_stand_in(monkeypatch):
     """The whole chain on backend="gpu" with tests/fake_cupy.py (array code on numpy, kernels from the host build)."""
     import sys
@@ -307,24 +319,19 @@ def test_gpu_path_with_the_cupy_stand_in(monkeypatch):
 IPC_KERNEL = np.array([[0.0, 0.01, 0.0], [0.01, 0.96, 0.01], [0.0, 0.01, 0.0]], np.float32)
 
 
-@pytest.fixture
-def chain_cupy(monkeypatch):
+@pytest.fixture(params=["stand-in", "strict"])
+def chain_cupy(monkeypatch, request):
     """tests/fake_cupy.py's device stand-in that keeps arrays on the "device" and records each
     host<->device copy of a ramp block; returns ``(transfers, at_tail)``: ``at_tail`` gets the
-    transfers made before jump/ramp_fit (the group-level chain's)."""
-    import sys
-
+    transfers made before jump/ramp_fit (the group-level chain's). "strict" also refuses what
+    CuPy refuses (np.asarray of a device array, host arrays in device arithmetic)."""
     import fake_cupy
     from host_build import host_compiler
 
     if host_compiler() is None:
         pytest.skip("no C++ compiler for the host build")
     transfers = fake_cupy.Transfers()
-    monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_chain_module(transfers))
-    monkeypatch.setattr(fake_cupy.ChainArray, "transfers", transfers)
-    monkeypatch.setattr("gpucal.gpu.compile.kernel", fake_cupy.host_kernel)
-    monkeypatch.setattr("gpucal.backend.gpu_unavailable_reason", lambda: None)
-    monkeypatch.setattr("gpucal.backend.free_device_memory", lambda device=0: 8 * 1024**3)
+    fake_cupy.install_chain_module(monkeypatch, transfers, strict=request.param == "strict")
     mod = importlib.import_module("gpucal.pipeline.detector1")
     at_tail: dict = {}
     tail = mod._tail
