@@ -311,3 +311,22 @@ def test_also_planes_equal_separate_calls(kernel, workers, monkeypatch):
         np.testing.assert_array_equal(wht.view(np.uint32), alone.out_wht.view(np.uint32))
     with pytest.raises(ValueError, match="also"):
         main.add_image(extra[0], exptime=1.0, pixmap=pixmap, also=[(extra[0], np.zeros(out_shape), targets[0][2])])
+
+
+def test_strided_and_fortran_outputs_are_updated_in_place():
+    """A strided out_img and a Fortran-ordered out_wht are updated in place, as drizzle's are,
+    with nothing written outside the view (the CPU paths address outputs as flat C arrays)."""
+    shape, out_shape = (20, 22), (26, 27)
+    calls = [dict(data=random_image(shape, s), exptime=1.0, pixmap=affine_pixmap(shape, 30 * s + 10, 0.9 + 0.1 * s),
+                  pixfrac=0.8) for s in range(2)]
+    ref = run(reference.Drizzle, calls, out_img=np.zeros(out_shape, np.float32),
+              out_wht=np.zeros(out_shape, np.float32))
+    big = np.full((out_shape[0], 2 * out_shape[1]), -7.0, np.float32)
+    img = big[:, ::2]
+    img[...] = 0.0
+    wht = np.asfortranarray(np.zeros(out_shape, np.float32))
+    got = run(Drizzle, calls, out_img=img, out_wht=wht, backend="cpu")
+    assert got.out_img is img and got.out_wht is wht and (wht > 0).sum() > 300
+    np.testing.assert_array_equal(img.view(np.uint32), ref.out_img.view(np.uint32))
+    np.testing.assert_array_equal(wht.view(np.uint32), ref.out_wht.view(np.uint32))
+    assert (big[:, 1::2] == -7.0).all()

@@ -163,12 +163,39 @@ def _emit_block(call: DrizzleCall, pixmap, weights, onx: int, ony: int, pix: np.
     return groups
 
 
+def _working(arr: np.ndarray | None, dtype) -> np.ndarray | None:
+    """``arr`` when it is C-contiguous of ``dtype`` (updated in place), else a contiguous copy:
+    both CPU paths address outputs as flat C arrays."""
+    if arr is None or (arr.flags.c_contiguous and arr.dtype == dtype):
+        return arr
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
 def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, out_ctx,
             out_dq, workers: int | None = None, shared: list = ()) -> None:
     """Drizzle the planned pixels on the CPU: compiled (:mod:`gpucal.resample.native`) when the
-    host build of ``drizzle.cu`` is available, else with numpy, as follows.
+    host build of ``drizzle.cu`` is available, else with numpy (:func:`run_numpy`).
 
-    numpy: blocks of ``CPU_BLOCK_PIXELS`` pixels in scanner order.
+    Outputs that are not C-contiguous of their dtype (a strided or Fortran-ordered ``out_img``
+    given to ``Drizzle``) are worked on as contiguous copies and written back.
+    """
+    outputs = [out_img, out_wht, out_ctx, out_dq, *out_img2]
+    dtypes = [np.float32, np.float32, np.int32, np.uint32] + [np.float32] * len(out_img2)
+    work = [_working(a, dt) for a, dt in zip(outputs, dtypes)]
+    args = (call, data, weights, pixmap, data2, dq, work[0], work[1], work[4:], work[2], work[3])
+    native = sequential_function()
+    if native is not None:
+        run_native(native, *args, workers, shared)
+    else:
+        run_numpy(*args, workers, shared)
+    for original, used in zip(outputs, work):
+        if used is not original:
+            original[...] = used
+
+
+def run_numpy(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, out_ctx,
+              out_dq, workers: int | None = None, shared: list = ()) -> None:
+    """Drizzle the planned pixels with numpy, blocks of ``CPU_BLOCK_PIXELS`` pixels in scanner order.
 
     Up to ``workers`` threads (default ``gpucal.chunking.cpu_workers()``) emit and sort the
     records of the next blocks (numpy releases the GIL in its array loops) while this
@@ -178,11 +205,6 @@ def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wh
     data2 or dq), as ``Drizzle.add_image(also=...)`` documents; with threads each of them is
     replayed on its own thread, in scanner order too.
     """
-    native = sequential_function()
-    if native is not None:
-        run_native(native, call, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, out_ctx, out_dq,
-                   workers, shared)
-        return
     ony, onx = out_img.shape
     blocks = [call.pix[s:s + CPU_BLOCK_PIXELS] for s in range(0, call.pix.size, CPU_BLOCK_PIXELS)]
     workers = min(cpu_workers() if workers is None else workers, len(blocks))
