@@ -51,6 +51,16 @@ def _fallback_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"gpucal-native-{os.getuid()}"
 
 
+def _trusted(folder: Path) -> bool:
+    """Libraries are loaded only from a directory this user owns and others cannot write
+    (the fallback lives in the shared temporary directory)."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
 def library_name(name: str) -> str:
     """File name of the host library of ``name``: the digest of the flags and every kernel source
     (not of the compiler: a library built elsewhere, e.g. into a container image, is reused)."""
@@ -63,10 +73,10 @@ def library_name(name: str) -> str:
 def _writable_cache() -> Path:
     for path in (cache_dir(), _fallback_dir()):
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError:
             continue
-        if os.access(path, os.W_OK):
+        if os.access(path, os.W_OK) and (path == cache_dir() or _trusted(path)):
             return path
     raise OSError(f"no writable directory for host builds (tried {cache_dir()} and {_fallback_dir()})")
 
@@ -83,7 +93,7 @@ def host_library(name: str) -> ctypes.CDLL:
     """
     fname = library_name(name)
     for folder in (cache_dir(), _fallback_dir()):
-        if (folder / fname).exists():
+        if (folder / fname).exists() and (folder == cache_dir() or _trusted(folder)):
             return ctypes.CDLL(str(folder / fname))
     cxx = host_compiler()
     if cxx is None:

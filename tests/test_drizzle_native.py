@@ -135,3 +135,21 @@ def test_failed_build_names_the_compiler_error(monkeypatch, tmp_path, empty_cach
     with pytest.raises(RuntimeError, match="host build of drizzle.cu failed:\nfatal: this compiler is broken"):
         native.host_library("drizzle")
     assert not any(empty_cache.iterdir())  # no half-written library left behind
+
+
+def test_a_library_planted_in_a_shared_fallback_directory_is_not_loaded(monkeypatch, tmp_path, empty_cache):
+    """The fallback cache lives in the shared temporary directory: a directory others can write
+    (or that another user created) is neither loaded from nor built into."""
+    fallback = tmp_path / "fallback"
+    fallback.mkdir()
+    planted = fallback / native.library_name("drizzle")
+    planted.write_bytes(b"not a library")
+    fallback.chmod(0o777)
+    monkeypatch.setattr(native, "cache_dir", lambda: tmp_path / "unwritable" / "cache")
+    monkeypatch.setattr(native, "_writable_cache", lambda: empty_cache)  # builds go to a trusted place
+    empty_cache.mkdir(parents=True, exist_ok=True)
+    lib = native.host_library("drizzle")  # builds instead of loading the planted file
+    assert lib._name == str(empty_cache / native.library_name("drizzle"))
+    assert not native._trusted(fallback)
+    fallback.chmod(0o700)
+    assert native._trusted(fallback)
