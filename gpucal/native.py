@@ -7,7 +7,9 @@ device build (``--fmad=false``) and like ``cpu_fallback``. The tests use it to c
 kernel against numpy; the CPU backend uses it where numpy cannot reach compiled speed
 (drizzle's per-record polygon clipping). It is built on first use, like CuPy's runtime
 compilation, into ``$GPUCAL_NATIVE_CACHE`` (default ``~/.cache/gpucal/native``), one
-library per source digest. Without a compiler, or with ``GPUCAL_NATIVE=0``, the CPU backend
+library per source digest (when that is not writable: a per-user directory in the temporary
+directory, used only if this user owns it and others cannot write it). Without a compiler,
+or with ``GPUCAL_NATIVE=0``, the CPU backend
 runs the numpy kernels of ``cpu_fallback`` instead: the same bits, slower.
 """
 
