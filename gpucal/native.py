@@ -9,8 +9,8 @@ kernel against numpy; the CPU backend uses it where numpy cannot reach compiled 
 compilation, into ``$GPUCAL_NATIVE_CACHE`` (default ``~/.cache/gpucal/native``), one
 library per source digest (when that is not writable: a per-user directory in the temporary
 directory, used only if this user owns it and others cannot write it). Without a compiler,
-or with ``GPUCAL_NATIVE=0``, the CPU backend
-runs the numpy kernels of ``cpu_fallback`` instead: the same bits, slower.
+or with ``GPUCAL_NATIVE=0``, the CPU backend runs the numpy kernels of ``cpu_fallback``
+instead: the same bits, slower.
 """
 
 from __future__ import annotations
