@@ -1,4 +1,4 @@
-"""The CPU backend's compiled drizzle (host build of ``drizzle.cu``, ``drizzle_sequential``)
+"""The CPU backend's compiled drizzle (host build of ``drizzle.cu``: ``drizzle_geometry`` and ``drizzle_apply``)
 against the numpy kernels of ``cpu_fallback``: the same bits for every kernel, the gaussian
 and lanczos ones included (drizzle 2.2 itself is only matched within 2 ulp there), with
 context planes, DQ, squared-weight planes, ``also`` images and any number of row bands; and
@@ -14,7 +14,7 @@ import pytest
 from drizzle_cases import KERNELS, add_nan_islands, affine_pixmap, outputs, random_image
 from gpucal import native
 from gpucal.resample import Drizzle
-from gpucal.resample.native import row_bands, sequential_function
+from gpucal.resample.native import row_bands, native_functions
 
 pytestmark = pytest.mark.skipif(native.host_compiler() is None, reason="no C++ compiler for the host build")
 
@@ -49,7 +49,8 @@ def _drizzle_all(kernel, monkeypatch, *, native_on: bool, workers: str):
 def test_compiled_equals_numpy_bitwise(kernel, monkeypatch):
     numpy_out = _drizzle_all(kernel, monkeypatch, native_on=False, workers="1")
     assert (numpy_out["out_wht"] > 0).sum() > 500 and (numpy_out["also_wht"] > 0).sum() > 300
-    for workers in ("1", "4"):
+    for workers, chunk in (("1", 1 << 16), ("4", 53)):  # 53: many chunks, each split over 4 threads
+        monkeypatch.setattr("gpucal.resample.native.CHUNK_PIXELS", chunk)
         compiled = _drizzle_all(kernel, monkeypatch, native_on=True, workers=workers)
         assert compiled.keys() == numpy_out.keys()
         for name, expected in numpy_out.items():
@@ -71,9 +72,9 @@ def test_row_bands_cover_the_output_once():
 
 def test_switched_off_runs_numpy(monkeypatch):
     monkeypatch.setenv("GPUCAL_NATIVE", "0")
-    assert sequential_function() is None
+    assert native_functions() is None
     monkeypatch.setenv("GPUCAL_NATIVE", "1")
-    assert sequential_function() is not None
+    assert native_functions() is not None
 
 
 def _small_drizzle() -> np.ndarray:

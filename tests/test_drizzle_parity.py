@@ -25,9 +25,9 @@ EXACT = ("square", "point", "turbo")
 @pytest.fixture(autouse=True, params=["native", "numpy"])
 def cpu_kernels(request, monkeypatch):
     if request.param == "native":
-        from gpucal.resample.native import sequential_function
+        from gpucal.resample.native import native_functions
 
-        if sequential_function() is None:
+        if native_functions() is None:
             pytest.skip("no C++ compiler for the host build")
     monkeypatch.setenv("GPUCAL_NATIVE", "1" if request.param == "native" else "0")
     return request.param
@@ -212,12 +212,13 @@ def test_small_replay_blocks(monkeypatch):
 
 @pytest.mark.parametrize("kernel", ["square", "turbo", "lanczos3"])
 def test_worker_threads_same_bits(kernel, monkeypatch):
-    """1, 2, 3 and 7 threads (numpy: emit threads over many small blocks; compiled: output row
-    bands narrower than the kernel boxes): identical outputs, equal to drizzle's."""
+    """1, 2, 3 and 7 threads (numpy: emit threads over many small blocks; compiled: many chunks,
+    output row bands narrower than the kernel boxes): identical outputs, equal to drizzle's."""
     from gpucal.resample import engine
 
     monkeypatch.setattr(engine, "CPU_BLOCK_PIXELS", 29)
     monkeypatch.setattr(engine, "CPU_BLOCK_RECORDS", 50)
+    monkeypatch.setattr("gpucal.resample.native.CHUNK_PIXELS", 31)
     shape = (24, 21)
     dq = np.random.default_rng(3).integers(0, 16, shape).astype(np.uint32)
     calls = [dict(data=random_image(shape, s), exptime=1.0, pixmap=affine_pixmap(shape, 25 * s + 5, 0.8 + 0.2 * s),

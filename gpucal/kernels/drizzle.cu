@@ -505,40 +505,55 @@ extern "C" __global__ void drizzle_replay(const long long* keys, long long nrec,
 }
 
 #ifdef GPUCAL_HOST_BUILD
-// The CPU backend's compiled path (gpucal/native.py): drizzle's own sequential order, pixel
-// by pixel in scanner order and cell by cell in box order, which is the order the sorted
-// replay reproduces; so it gives the same bits as emit/sort/replay without the sort.
-// Only output rows [row0, row1) are written: threads given disjoint row bands of the same
-// pixels never touch the same output pixel, and each band sees its records in order.
-// nshared further images (shared_data[s] onto shared_img[s], shared_wht[s]) take the same
-// records, without context, squared-weight planes or DQ (Drizzle.add_image(also=...)).
-extern "C" void drizzle_sequential(const long long* pix, long long npix, const double* pixmap, const float* weights,
-                                   float wtscale, int nx, int ny, int onx, int ony, int kernel, double dh, double pfo,
-                                   double scale, double es, double sdp, int nlut, const double* lut, int row0,
-                                   int row1, const float* data, float iscale, const float* data2,
-                                   const int* data2_present, int ndata2, float iscale2, const unsigned int* dq,
-                                   int use_dq, float* out_img, float* out_wht, float* out_img2, int* out_ctx,
-                                   int use_ctx, int bit, unsigned int* out_dq, int nshared,
-                                   const float* const* shared_data, float* const* shared_img,
-                                   float* const* shared_wht)
+// The CPU backend's compiled path (gpucal/native.py, gpucal/resample/native.py), in drizzle's
+// own sequential order: pixel by pixel in scanner order, cell by cell in box order, which is
+// the order the sorted replay reproduces, so it gives the same bits as emit/sort/replay
+// without the sort. Two phases per chunk of pixels, each split over threads:
+//   drizzle_geometry  the PixelGeom and weight of pixels [k0, k1) (threads: pixel ranges);
+//   drizzle_apply     their records falling in output rows [row0, row1) (threads: disjoint
+//                     row bands, so no output pixel is shared and each sees its records in
+//                     order). nshared further images (shared_data[s] onto shared_img[s],
+//                     shared_wht[s]) take the same records, without context, squared-weight
+//                     planes or DQ (Drizzle.add_image(also=...)).
+extern "C" long long drizzle_geom_size()
+{
+    return (long long)sizeof(PixelGeom);
+}
+
+extern "C" void drizzle_geometry(const long long* pix, long long k0, long long k1, const double* pixmap,
+                                 const float* weights, float wtscale, int nx, int ny, int onx, int ony, int kernel,
+                                 double dh, double pfo, double scale, double es, double sdp, int nlut, PixelGeom* geom,
+                                 float* wis)
+{
+    DrizzleConsts c = make_consts(kernel, dh, pfo, scale, es, sdp, nlut);
+    for (long long k = k0; k < k1; ++k) {
+        long long p = pix[k];
+        int j = (int)(p / nx);
+        int i = (int)(p - (long long)j * nx);
+        wis[k] = weights[p] * wtscale;
+        (void)pixel_geometry(c, pixmap, nx, ny, onx, ony, i, j, wis[k], &geom[k]);  // empty box when false
+    }
+}
+
+extern "C" void drizzle_apply(const long long* pix, long long npix, const PixelGeom* geom, const float* wis, int nx,
+                              int ny, int onx, int ony, int kernel, double dh, double pfo, double scale, double es,
+                              double sdp, int nlut, const double* lut, int row0, int row1, const float* data,
+                              float iscale, const float* data2, const int* data2_present, int ndata2, float iscale2,
+                              const unsigned int* dq, int use_dq, float* out_img, float* out_wht, float* out_img2,
+                              int* out_ctx, int use_ctx, int bit, unsigned int* out_dq, int nshared,
+                              const float* const* shared_data, float* const* shared_img, float* const* shared_wht)
 {
     DrizzleConsts c = make_consts(kernel, dh, pfo, scale, es, sdp, nlut);
     long long nin = (long long)nx * ny;
     long long nout = (long long)onx * ony;
     for (long long k = 0; k < npix; ++k) {
-        long long p = pix[k];
-        int j = (int)(p / nx);
-        int i = (int)(p - (long long)j * nx);
-        float wi = weights[p] * wtscale;
-        PixelGeom g;
-        if (!pixel_geometry(c, pixmap, nx, ny, onx, ony, i, j, wi, &g)) {
-            continue;
-        }
+        const PixelGeom& g = geom[k];
         int jj0 = g.jj0 > row0 ? g.jj0 : row0;
         int jj1 = g.jj1 < row1 - 1 ? g.jj1 : row1 - 1;
+        long long p = pix[k];
         for (int jj = jj0; jj <= jj1; ++jj) {
             for (int ii = g.ii0; ii <= g.ii1; ++ii) {
-                float dow = cell_weight(c, g, wi, ii, jj, lut);
+                float dow = cell_weight(c, g, wis[k], ii, jj, lut);
                 if (dow == 0.0f) {
                     continue;  // the sentinel records of emit
                 }

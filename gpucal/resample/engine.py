@@ -24,7 +24,7 @@ from cpu_fallback.drizzle import KERNEL_IDS, DrizzleConsts
 from gpucal.chunking import cpu_workers
 from gpucal.errors import InputError
 
-from .native import run_native, sequential_function
+from .native import native_functions, run_native
 from .scanner import estimate_pscale_ratio, scan_rows, shrink_image_section
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def run_cpu(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_wh
     dtypes = [np.float32, np.float32, np.int32, np.uint32] + [np.float32] * len(out_img2)
     work = [_working(a, dt) for a, dt in zip(outputs, dtypes)]
     args = (call, data, weights, pixmap, data2, dq, work[0], work[1], work[4:], work[2], work[3])
-    native = sequential_function()
+    native = native_functions()
     if native is not None:
         run_native(native, *args, workers, shared)
     else:

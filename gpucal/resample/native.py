@@ -1,11 +1,13 @@
 """Drizzle on the CPU through the host build of ``gpucal/kernels/drizzle.cu``.
 
-``drizzle_sequential`` walks the scanner's pixels in order and applies each record where it
-falls, which is the order the numpy emit/sort/replay path reconstructs: both give the same
-bits (tested), this one at compiled speed. Threads split the output rows into bands with
-about equal numbers of pixel centres; every thread walks all pixels but writes only its
-band, so each output pixel still sees its records in order, for any thread count.
-ctypes releases the GIL for the call.
+The pixels are taken in chunks, in scanner order. For each chunk, ``drizzle_geometry``
+computes every pixel's output box and weight (threads split the pixels), then
+``drizzle_apply`` applies the chunk's records in drizzle's own order (threads split the
+output rows into bands with about equal shares of the chunk's mapped pixel centres: each band
+is written by one thread only, and chunks follow each other, so every output pixel still sees
+its records in order). That is
+the order the numpy emit/sort/replay path reconstructs, so both give the same bits (tested)
+for any thread count, this one at compiled speed. ctypes releases the GIL for each call.
 """
 
 from __future__ import annotations
@@ -18,33 +20,38 @@ import numpy as np
 from gpucal.chunking import cpu_workers
 from gpucal.native import native_library
 
+#: Pixels per chunk (geometry of a chunk: about 6 MB).
+CHUNK_PIXELS = 1 << 16
 #: Pixel centres sampled to place the row bands.
-_BAND_SAMPLES = 4096
+_BAND_SAMPLES = 1024
 
-_P = ctypes.c_void_p
-_ARGTYPES = (
-    _P, ctypes.c_int64, _P, _P, ctypes.c_float, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,  # pixels, map
-    ctypes.c_int, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double, ctypes.c_double,    # consts
-    ctypes.c_int, _P, ctypes.c_int, ctypes.c_int,                                                          # lut, band
-    _P, ctypes.c_float, _P, _P, ctypes.c_int, ctypes.c_float, _P, ctypes.c_int,                           # inputs
-    _P, _P, _P, _P, ctypes.c_int, ctypes.c_int, _P,                                                        # outputs
-    ctypes.c_int, _P, _P, _P,                                                                              # shared
-)
+_P, _I, _L, _F, _D = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_float, ctypes.c_double
+_CONSTS = (_I, _D, _D, _D, _D, _D, _I)  # kernel, dh, pfo, scale, es, sdp, nlut
+_SIGNATURES = {
+    "drizzle_geom_size": ((), _L),
+    "drizzle_geometry": ((_P, _L, _L, _P, _P, _F, _I, _I, _I, _I, *_CONSTS, _P, _P), None),
+    "drizzle_apply": ((_P, _L, _P, _P, _I, _I, _I, _I, *_CONSTS, _P, _I, _I,      # pixels, geometry, lut, band
+                       _P, _F, _P, _P, _I, _F, _P, _I,                              # inputs
+                       _P, _P, _P, _P, _I, _I, _P,                                  # outputs
+                       _I, _P, _P, _P), None),                                      # shared
+}
 
 
-def sequential_function():
-    """``drizzle_sequential`` of the host library, or None when the CPU backend runs numpy."""
+def native_functions() -> dict | None:
+    """The host library's drizzle functions, or None when the CPU backend runs numpy."""
     lib = native_library("drizzle")
     if lib is None:
         return None
-    fn = lib.drizzle_sequential
-    fn.argtypes = _ARGTYPES
-    fn.restype = None
-    return fn
+    out = {}
+    for name, (args, restype) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, restype
+        out[name] = fn
+    return out
 
 
-def _ptr(array: np.ndarray | None) -> int | None:
-    return None if array is None else array.ctypes.data
+def _ptr(array: np.ndarray | None, offset: int = 0) -> int | None:
+    return None if array is None else array.ctypes.data + offset * array.itemsize
 
 
 def row_bands(pixmap: np.ndarray, pix: np.ndarray, ony: int, nbands: int) -> list[tuple[int, int]]:
@@ -62,13 +69,13 @@ def row_bands(pixmap: np.ndarray, pix: np.ndarray, ony: int, nbands: int) -> lis
     return list(zip(edges[:-1], edges[1:]))
 
 
-def run_native(fn, call, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, out_ctx, out_dq,
+def run_native(fns: dict, call, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, out_ctx, out_dq,
                workers: int | None = None, shared: list = ()) -> None:
-    """Drizzle the planned pixels of ``call`` with ``fn`` (:func:`sequential_function`).
-
-    Arguments as :func:`gpucal.resample.engine.run_cpu`; outputs are updated in place.
-    """
+    """Drizzle the planned pixels of ``call`` with the host library's functions ``fns``
+    (:func:`native_functions`). Arguments as :func:`gpucal.resample.engine.run_cpu`; the
+    outputs (C-contiguous) are updated in place."""
     c = call.consts
+    consts = (c.kernel, c.dh, c.pfo, c.scale, c.es, c.sdp, c.nlut)
     ny, nx = data.shape
     ony, onx = out_img.shape
     pix = np.ascontiguousarray(call.pix, dtype=np.int64)
@@ -81,23 +88,33 @@ def run_native(fn, call, data, weights, pixmap, data2, dq, out_img, out_wht, out
         stack2 = np.stack([np.zeros_like(data) if p is None else p for p in data2])
         img2 = np.stack(out_img2)
     nshared = len(shared)
-    s_data = (ctypes.c_void_p * max(nshared, 1))(*[s[0].ctypes.data for s in shared])
-    s_img = (ctypes.c_void_p * max(nshared, 1))(*[s[1].ctypes.data for s in shared])
-    s_wht = (ctypes.c_void_p * max(nshared, 1))(*[s[2].ctypes.data for s in shared])
+    s_data, s_img, s_wht = ((ctypes.c_void_p * max(nshared, 1))(*[s[k].ctypes.data for s in shared])
+                            for k in range(3))
+    nthreads = cpu_workers() if workers is None else workers
+    chunk = min(CHUNK_PIXELS, pix.size)
+    geom = np.empty(chunk * int(fns["drizzle_geom_size"]()), np.uint8)
+    wis = np.empty(chunk, np.float32)
 
-    def band(rows: tuple[int, int]) -> None:
-        fn(_ptr(pix), pix.size, _ptr(pixmap), _ptr(weights), call.wtscale, nx, ny, onx, ony, c.kernel, c.dh, c.pfo,
-           c.scale, c.es, c.sdp, c.nlut, _ptr(lut), rows[0], rows[1], _ptr(data), call.iscale, _ptr(stack2),
-           _ptr(present), ndata2, call.iscale2, _ptr(dq), int(dq is not None), _ptr(out_img), _ptr(out_wht),
-           _ptr(img2), _ptr(out_ctx), int(out_ctx is not None), call.bit, _ptr(out_dq), nshared, s_data, s_img,
-           s_wht)
+    def geometry(start: int, k0: int, k1: int) -> None:
+        fns["drizzle_geometry"](_ptr(pix, start), k0, k1, _ptr(pixmap), _ptr(weights), call.wtscale, nx, ny, onx,
+                                ony, *consts, _ptr(geom), _ptr(wis))
 
-    bands = row_bands(pixmap, pix, ony, cpu_workers() if workers is None else workers)
-    if len(bands) == 1:
-        band(bands[0])
-    else:
-        with ThreadPoolExecutor(len(bands), thread_name_prefix="gpucal-drizzle") as pool:
-            for _ in pool.map(band, bands):  # re-raises a band's error
+    def apply(start: int, n: int, rows: tuple[int, int]) -> None:
+        fns["drizzle_apply"](_ptr(pix, start), n, _ptr(geom), _ptr(wis), nx, ny, onx, ony, *consts, _ptr(lut),
+                             rows[0], rows[1], _ptr(data), call.iscale, _ptr(stack2), _ptr(present), ndata2,
+                             call.iscale2, _ptr(dq), int(dq is not None), _ptr(out_img), _ptr(out_wht), _ptr(img2),
+                             _ptr(out_ctx), int(out_ctx is not None), call.bit, _ptr(out_dq), nshared, s_data, s_img,
+                             s_wht)
+
+    with ThreadPoolExecutor(max(1, nthreads), thread_name_prefix="gpucal-drizzle") as pool:
+        for start in range(0, pix.size, chunk):
+            n = min(chunk, pix.size - start)
+            cuts = np.linspace(0, n, min(nthreads, n) + 1).astype(int)
+            for _ in pool.map(lambda k: geometry(start, cuts[k], cuts[k + 1]), range(len(cuts) - 1)):
+                pass  # re-raises a thread's error
+            # bands per chunk: a chunk's pixels map to a strip of the output, which they split evenly
+            bands = row_bands(pixmap, pix[start:start + n], ony, nthreads)
+            for _ in pool.map(lambda rows: apply(start, n, rows), bands):
                 pass
     for q in range(ndata2):
         out_img2[q][...] = img2[q]
