@@ -20,8 +20,9 @@ import numpy as np
 from gpucal.chunking import cpu_workers
 from gpucal.native import native_library
 
-#: Pixels per chunk (geometry of a chunk: about 6 MB).
-CHUNK_PIXELS = 1 << 16
+#: Pixels per chunk (its geometry: about 23 MB); fewer, larger chunks cost fewer thread barriers
+#: (2^16: point kernel 0.135 s, 2^18: 0.101 s for 2048x2048 on two threads).
+CHUNK_PIXELS = 1 << 18
 #: Pixel centres sampled to place the row bands.
 _BAND_SAMPLES = 1024
 
