@@ -511,3 +511,25 @@ def test_cpu_workers_setting(monkeypatch):
     monkeypatch.setenv("GPUCAL_CPU_WORKERS", "0")
     with pytest.raises(InputError, match="GPUCAL_CPU_WORKERS must be a positive integer"):
         cpu_workers()
+
+
+def test_a_result_lost_with_its_worker_is_waited_for_not_failed():
+    """A worker killed after finishing a task but before its result was fetched: Dask computes
+    the task again and the future's status is briefly not "finished". That is no failure (it
+    was filed as "NoneType: None" when the status was read instead of the result)."""
+    from gpucal.scaleout.run import _record
+
+    class Recomputed:
+        status = "lost"
+
+        def result(self):
+            return dict(input="in/x_ramp.fits", status="done", outputs=["out/x_rate.fits"], seconds=1.5)
+
+        def exception(self):
+            return None
+
+        def traceback(self):
+            return None
+
+    record = _record(Recomputed(), Path("in/x_ramp.fits"))
+    assert record.status == "done" and record.outputs == ["out/x_rate.fits"] and record.error is None

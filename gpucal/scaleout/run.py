@@ -194,15 +194,17 @@ def _run(client: Any, job: Job, todo: list[Path], out: Path, backend: str, optio
 
 
 def _record(future: Any, path: Path) -> TaskRecord:
-    """The task's own record, or a failure record from the exception Dask kept."""
-    if future.status == "finished":
+    """The task's own record, or a failure record from the exception Dask kept.
+
+    ``future.result()``, not the future's status: a worker that dies after finishing a task but
+    before its result was fetched loses that result, and Dask computes it again; the status
+    is then briefly not "finished" although the task will succeed.
+    """
+    try:
         return TaskRecord(**future.result())
-    exc = future.exception()
-    tb = future.traceback()
-    error = f"{type(exc).__name__}: {exc}"
-    if type(exc).__name__ == "KilledWorker":
-        error += " (each attempt ended its worker process: out of memory? see the worker logs)"
-    return TaskRecord(
-        str(path), "failed", error=error,
-        traceback="".join(traceback.format_exception(type(exc), exc, tb)) if tb is not None else None,
-    )
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        if type(exc).__name__ == "KilledWorker":
+            error += " (each attempt ended its worker process: out of memory? see the worker logs)"
+        return TaskRecord(str(path), "failed", error=error,
+                          traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
