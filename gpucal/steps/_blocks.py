@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import array_module, on_device, resolve_backend, to_host
 from .. import chunking
+from ..backend import array_module, on_device, resolve_backend, to_host
 from ..chunking import cache_block, cpu_workers, parse_memory, rows_per_block
 from ..ramp import Ramp
 from ._derive import like
