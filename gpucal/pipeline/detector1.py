@@ -121,19 +121,17 @@ def rows_per_block(ramp: Ramp, budget: int, halo: int) -> int:
     return min(rows, ramp.ny)
 
 
-def _read_block(ramp: Ramp, i0: int, i1: int, rows: slice = slice(None), pixeldq: Any = None) -> Ramp:
+def _read_block(ramp: Ramp, i0: int, i1: int, rows: slice = slice(None)) -> Ramp:
     """Integrations ``[i0, i1)``, rows ``rows``, as a Ramp of fresh arrays; a row block is labelled
     as the subarray it is (SUBSTRT2/SUBSIZE2), so steps that locate reference pixels see the truth."""
-    zf = None if ramp.zeroframe is None else np.array(ramp.zeroframe[i0:i1, rows], np.float32)
-    pdq = ramp.pixeldq if pixeldq is None else pixeldq
+    r0, r1, _ = rows.indices(ramp.ny)
     window: dict[str, int] = {}
     if rows != slice(None):
         from ..refs.subarray import subarray_window
 
         xstart, ystart, xsize, _ = subarray_window(ramp.meta) or (1, 1, ramp.nx, ramp.ny)
-        window = dict(SUBSTRT1=xstart, SUBSIZE1=xsize, SUBSTRT2=ystart + rows.start, SUBSIZE2=rows.stop - rows.start)
-    return like(ramp, np.array(ramp.data[i0:i1, :, rows], np.float32),
-                np.array(ramp.groupdq[i0:i1, :, rows], np.uint8), np.array(pdq[rows], np.uint32), zf, **window)
+        window = dict(SUBSTRT1=xstart, SUBSIZE1=xsize, SUBSTRT2=ystart + r0, SUBSIZE2=r1 - r0)
+    return like(ramp, *ramp.block(r0, r1, ints=(i0, i1)), **window)
 
 
 def to_device(block: Ramp) -> Ramp:
