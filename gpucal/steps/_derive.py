@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import array_module_of, on_device
+from ..backend import array_module_of
 from ..ramp import Ramp
 
 
@@ -39,7 +39,4 @@ def with_data(ramp: Ramp, data: Any, *, zeroframe: Any = "keep", **meta: Any) ->
 
 def copy_ramp(ramp: Ramp, **meta: Any) -> Ramp:
     """A copy of ``ramp`` (native float32/uint8/uint32 arrays, on the device if ``ramp`` is there)."""
-    if on_device(ramp.data):
-        return with_data(ramp, _copy(ramp.data, np.float32), **meta)
-    blk = ramp.block(0, ramp.ny)
-    return like(ramp, blk.data, blk.groupdq, blk.pixeldq, blk.zeroframe, **meta)
+    return with_data(ramp, _copy(ramp.data, np.float32), **meta)
