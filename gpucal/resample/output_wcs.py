@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .pixmap import pixel_bounding_box
 
 
 @dataclass(frozen=True)
@@ -64,16 +65,11 @@ def sregion_polygons(s_region: str) -> list[np.ndarray]:
 
 def _pixel_box(wcs: Any, shape: tuple[int, int]) -> tuple[tuple[float, float], tuple[float, float]]:
     """``((x0, x1), (y0, y1))``: the WCS's bounding box (x first), else the whole image's edges."""
-    box = getattr(wcs, "bounding_box", None)
+    box = pixel_bounding_box(wcs)
     if box is None:
         ny, nx = shape
         return (-0.5, nx - 0.5), (-0.5, ny - 0.5)
-    try:
-        box = box.bounding_box(order="F")
-    except AttributeError:
-        box = tuple(box)
-    (x0, x1), (y0, y1) = box
-    return (x0, x1), (y0, y1)
+    return box
 
 
 def footprint_sregion(wcs: Any, shape: tuple[int, int]) -> str:

@@ -60,7 +60,7 @@ def calc_pixmap(
     """
     resolved = resolve_backend(backend)
     xp = array_module(resolved)
-    bbox = _bounding_box(wcs_from)
+    bbox = pixel_bounding_box(wcs_from)
     shape = _map_shape(wcs_from, shape, bbox)
 
     y, x = xp.indices(shape, dtype=np.float64)
@@ -88,7 +88,7 @@ def calc_pixmap(
 # --------------------------------------------------------------------------- shape and box
 
 
-def _bounding_box(wcs: Any) -> tuple[tuple[float, float], tuple[float, float]] | None:
+def pixel_bounding_box(wcs: Any) -> tuple[tuple[float, float], tuple[float, float]] | None:
     """``((x0, x1), (y0, y1))`` of a WCS's bounding box, or None."""
     box = getattr(wcs, "bounding_box", None)
     if box is None:
@@ -261,7 +261,7 @@ def _host_pixel_to_world(wcs: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
 
 def _host_world_to_pixel(wcs: Any, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # As stcal: the output WCS's bounding box is disabled while it is evaluated.
-    saved = _bounding_box(wcs) if getattr(wcs, "bounding_box", None) is not None else None
+    saved = pixel_bounding_box(wcs) if getattr(wcs, "bounding_box", None) is not None else None
     if saved is not None:
         wcs.bounding_box = None
     try:
