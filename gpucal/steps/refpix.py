@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 
 from .. import dq as dqflags
-from ..backend import array_module, array_module_of, on_device, resolve_backend, to_host
+from ..backend import array_module, on_device, resolve_backend, to_host
 from ..errors import InputError
 from ..ramp import Ramp
 from ..refpix_stats import average_with_none, clipped_mean, combine_with_nans, running_median
 from ..refs.subarray import subarray_window
-from ._derive import like, with_data
+from ._derive import copy_ramp, like, with_data
 
 log = logging.getLogger(__name__)
 
@@ -354,8 +354,9 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
 def _finish(ramp: Ramp, given: np.ndarray | None, data: np.ndarray | None, zeroframe: Any, status: str) -> Ramp:
     """The step's Ramp: copies (``with_data``), or sharing ``given`` and the DQ arrays when ``out`` was given."""
     if given is None:
-        return with_data(ramp, array_module_of(ramp.data).array(ramp.data, dtype=np.float32) if data is None else data,
-                         zeroframe=zeroframe, S_REFPIX=status)
+        if data is None:  # skipped: an unchanged copy
+            return copy_ramp(ramp, S_REFPIX=status)
+        return with_data(ramp, data, zeroframe=zeroframe, S_REFPIX=status)
     if data is None and given is not ramp.data:
         for i in range(ramp.nints):
             given[i] = ramp.data[i]
