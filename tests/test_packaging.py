@@ -168,11 +168,14 @@ def test_ci_run_is_executable_and_runs_make_test():
     assert "set -euo pipefail" in text
     commands = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     assert "make test" in commands
+    # The GPU extras' install check runs after the suite, so a broken extra fails CI too.
+    assert "make test-install" in commands
+    assert commands.index("make test-install") > commands.index("make test")
 
 
 def test_makefile_targets_and_pytest_exit_status_passes_through():
     text = (ROOT / "Makefile").read_text()
-    for target in ("venv", "install", "install-test", "demo", "test", "test-gpu", "bench", "clean"):
+    for target in ("venv", "install", "install-test", "demo", "test", "test-gpu", "test-install", "bench", "clean"):
         assert re.search(rf"^{re.escape(target)}:", text, re.M), f"no {target} target"
     assert re.search(r"^VENV \?= \.venv$", text, re.M)
     assert re.search(r"^PYTHON \?= python3$", text, re.M)
