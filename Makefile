@@ -19,7 +19,7 @@ NVRTC_VENV ?= .venv-nvrtc
 STAMP_NVRTC := $(NVRTC_VENV)/.gpucal-nvrtc.stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install install-test nvrtc-env kernels-registers demo test test-gpu test-install bench bench-jump bench-detector1 bench-resample clean distclean
+.PHONY: help venv install install-test nvrtc-env kernels-registers demo test test-gpu test-install gpu-check gpu-check-rehearsal gpu-check-wheels bench bench-jump bench-detector1 bench-resample clean distclean
 
 help:
 	@echo "make demo         install gpucal into $(VENV) and run detector1 on the built-in raw exposure (-> demo_out/)"
@@ -30,6 +30,9 @@ help:
 	@echo "make bench-jump   benchmark jump detection against stcal (BENCH_ARGS as above)"
 	@echo "make bench-detector1  benchmark the detector1 steps against jwst/stcal (BENCH_ARGS as above)"
 	@echo "make bench-resample   benchmark pixel maps and drizzle against stcal/drizzle (BENCH_ARGS as above)"
+	@echo "make gpu-check    on a lent GPU: pytest -m gpu and every bench on cpu,gpu in ~7 min -> gpu-check.md (\$$OUT or bench/out/gpu-check)"
+	@echo "make gpu-check-rehearsal  the same against the CuPy stand-in, tiny cases (no GPU)"
+	@echo "make gpu-check-wheels     fetch what gpu-check needs on a GPU machine that cannot download into .whl/"
 	@echo "make kernels-registers  compile every kernel as CuPy does (NVRTC, ptxas) -> docs/kernels_registers.md"
 	@echo "make venv | install | install-test | nvrtc-env | clean | distclean"
 
@@ -76,6 +79,20 @@ test-gpu: install-test
 # Fresh throwaway venvs, one per CUDA major: the GPU extras install, import and agree (no device needed).
 test-install:
 	$(PYTHON) tools/check_install.py
+
+# For a lent GPU machine (no package index there): run from the repository root with the image's
+# python3, no venv; .whl/ (make gpu-check-wheels, here) travels with the call and installs offline.
+gpu-check:
+	$(PYTHON) tools/gpu_check/run.py
+
+gpu-check-rehearsal: install-test
+	$(VPY) tools/gpu_check/run.py --rehearsal --out bench/out/gpu-check-rehearsal
+
+gpu-check-wheels:
+	rm -rf .whl && mkdir -p .whl
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+	    --platform manylinux2014_x86_64 -d .whl -r tools/gpu_check/device-wheels.txt
 
 bench: install-test
 	$(VPY) bench/ramp_fit.py $(BENCH_ARGS)
