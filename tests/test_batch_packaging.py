@@ -84,3 +84,19 @@ def test_dask_cuda_extras_carry_the_cuda_bindings_of_their_cuda_major():
         assert f"dask-cuda[cu{major}]" in reqs, extras[dask_extra]
         assert re.search(r">=\s*25\.10", reqs[f"dask-cuda[cu{major}]"])
         assert any(r.startswith(f"cupy-cuda{major}x") for r in extras[gpu_extra]), extras[gpu_extra]
+
+
+def test_the_install_check_installs_the_extras_that_exist():
+    """make test-install (tools/check_install.py) installs each CUDA major's GPU and dask-cuda extras."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_install", ROOT / "tools" / "check_install.py")
+    check_install = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_install)
+    extras = _extras()
+    assert set(check_install.VARIANTS) == {"12", "13"}
+    for major, wanted in check_install.VARIANTS.items():
+        names = wanted.split(",")
+        assert set(names) <= set(extras), names
+        cupy = [r for name in names for r in extras[name] if r.startswith("cupy-cuda")]
+        assert cupy and all(r.startswith(f"cupy-cuda{major}x") for r in cupy)

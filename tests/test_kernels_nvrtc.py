@@ -79,3 +79,20 @@ def test_the_registers_document_lists_every_kernel_and_architecture():
             for line in text.splitlines() if line.startswith("| ") and not line.startswith("| module")}
     expected = {(source.stem, name) for source in KERNEL_DIR.glob("*.cu") for name in _global_functions(source)}
     assert rows == expected
+
+
+def test_prebuild_fills_cupys_cache_without_a_device_under_stable_keys(report, tmp_path):
+    """`python -m gpucal.gpu.prebuild` (Dockerfile.cuda) writes one cache entry per module and
+    architecture with no GPU; a second process computes the same keys and finds them all, as a
+    container's RawModule must (make gpu-check proves the load on a device)."""
+    from gpucal.gpu.prebuild import module_names
+
+    env = dict(os.environ, CUPY_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
+    cmd = [str(NVRTC_VENV / "bin" / "python"), "-m", "gpucal.gpu.prebuild", "--arch", "90"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    entries = sorted((tmp_path / "cache").iterdir())
+    assert len(entries) == len(module_names()) and all(p.suffix == ".cubin" for p in entries)
+    assert f"{len(module_names())} new cache entries" in first.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert again.returncode == 0 and "0 new cache entries" in again.stdout, again.stdout + again.stderr[-2000:]
