@@ -324,6 +324,9 @@ def _summary_counts(output: str) -> dict[str, Any]:
 
 
 def _git_commit() -> str:
+    """The checkout's commit; ``GPUCAL_COMMIT`` where the tree came without git (a device call)."""
+    if os.environ.get("GPUCAL_COMMIT"):
+        return os.environ["GPUCAL_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                 text=True, check=True).stdout.strip()
