@@ -70,7 +70,7 @@ def check_variant(major: str, root: Path) -> list[tuple[str, float]]:
     venv = root / f"cuda{major}"
     py = venv / "bin" / "python"
     _run("venv", [sys.executable, "-m", "venv", str(venv)], times)
-    _run("pip install", [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+    _run("pip install", [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile",
                          f"{REPO}[{VARIANTS[major]}]"], times)
     _run("pip check", [str(py), "-m", "pip", "check"], times)
     # From a neutral directory, so the installed gpucal is imported, not this checkout.

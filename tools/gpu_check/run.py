@@ -247,7 +247,7 @@ class Check:
 
     def pytest(self) -> None:
         files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py")
-                       if re.search(r"pytest\.mark\.gpu", p.read_text()))
+                       if re.search(r"^(@pytest\.mark\.gpu|pytestmark = pytest\.mark\.gpu)", p.read_text(), re.M))
         junit = self.tmp / "junit.xml"
         deselect = [f"--deselect={test}" for test in REHEARSAL_DESELECT] if self.rehearsal else []
         r = self.run("pytest -m gpu", [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
