@@ -42,7 +42,9 @@ def _device(array):
     return np.ascontiguousarray(array).view(DeviceArray)
 
 
-def make_module():
+def make_module(devices=None):
+    """A CuPy stand-in; ``devices`` (a tests/fake_devices.py model, default one GPU with 8 GiB
+    free) gives it ``cuda.Device``, ``cuda.runtime``, the memory pools and counted allocations."""
     cupy = types.ModuleType("cupy")
     cupy.empty = lambda shape, dtype=np.float64: _device(np.empty(shape, dtype))
     cupy.zeros = lambda shape, dtype=np.float64: _device(np.zeros(shape, dtype))
@@ -51,7 +53,13 @@ def make_module():
     cupy.ndarray = DeviceArray
     cuda = types.SimpleNamespace(Stream=_Stream, alloc_pinned_memory=lambda n: bytearray(n))
     cupy.cuda = cuda
-    return cupy
+    return _with_devices(cupy, devices)
+
+
+def _with_devices(cupy, devices):
+    import fake_devices
+
+    return (devices or getattr(cupy, "_fake_devices", None) or fake_devices.default_devices()).attach(cupy)
 
 
 def host_kernel(module: str, function: str, launches: list | None = None):
@@ -149,12 +157,12 @@ def _chain(result):
     return result
 
 
-def make_chain_module(transfers: Transfers, strict: bool = False):
+def make_chain_module(transfers: Transfers, strict: bool = False, devices=None):
     """A CuPy stand-in whose arrays stay on the "device" through numpy functions and whose
     host<->device copies of ramp-sized arrays are recorded in ``transfers``; ``strict`` makes
     them StrictChainArrays (install with monkeypatch on ``ChainArray.view_class``, see
     :func:`install_chain_module`)."""
-    cupy = make_module()
+    cupy = make_module(devices)
     ChainArray.transfers = transfers
     ChainArray.view_class = StrictChainArray if strict else ChainArray
 
@@ -179,7 +187,7 @@ def make_chain_module(transfers: Transfers, strict: bool = False):
     for name in ("empty", "zeros", "ones", "full", "empty_like", "zeros_like", "full_like", "arange"):
         setattr(cupy, name, on_device(getattr(np, name)))
     cupy.ndarray = DeviceArray
-    return cupy
+    return _with_devices(cupy, devices)
 
 
 class _StrictNumpy(types.ModuleType):
