@@ -210,8 +210,8 @@ def _refusing(name):
 
 
 def install_chain_module(monkeypatch, transfers: Transfers, strict: bool = False) -> None:
-    """Install :func:`make_chain_module` as ``cupy``, with the host build behind ``kernel()`` and the
-    GPU reported usable. ``strict``: StrictChainArrays, and the ``np`` of every loaded gpucal
+    """Install :func:`make_chain_module` as ``cupy`` (one GPU with 8 GiB free, see
+    tests/fake_devices.py), with the host build behind ``kernel()`` and the GPU reported usable. ``strict``: StrictChainArrays, and the ``np`` of every loaded gpucal
     module refuses to convert device arrays (``np.asarray(device)`` cannot be caught otherwise:
     numpy does not ask a subclass)."""
     import importlib
@@ -222,7 +222,6 @@ def install_chain_module(monkeypatch, transfers: Transfers, strict: bool = False
     monkeypatch.setattr(ChainArray, "view_class", StrictChainArray if strict else ChainArray)
     monkeypatch.setattr("gpucal.gpu.compile.kernel", host_kernel)
     monkeypatch.setattr("gpucal.backend.gpu_unavailable_reason", lambda: None)
-    monkeypatch.setattr("gpucal.backend.free_device_memory", lambda device=0: 8 * 1024**3)
     if not strict:
         return
     for name in ("gpucal.pipeline.detector1", "gpucal.steps", "gpucal.gpu.ipc", "gpucal.gpu.jump",
