@@ -287,6 +287,32 @@ def test_a_cluster_without_workers_yet_is_waited_for(monkeypatch, exposures, ser
     _assert_same_products(tmp_path, serial, exposures[:1])
 
 
+def test_a_cpu_cluster_runs_its_tasks_on_the_cpu(monkeypatch, exposures, serial, tmp_path):
+    """A cluster without GPU workers decides the backend once: its tasks get backend="cpu", never
+    "auto" (with which every worker process on a node with a GPU would open a context on GPU 0).
+    The GPU is tests/fake_devices.py's, seen by the in-process workers of this cluster."""
+    from distributed import LocalCluster
+
+    import fake_cupy
+    from fake_devices import Devices, h100s
+    from gpucal import backend
+    from gpucal.scaleout import cluster as dask_cluster
+
+    devices = Devices(h100s([8 * 2**30]))
+    devices.install(monkeypatch, fake_cupy.make_module(devices))
+    monkeypatch.setattr("gpucal.gpu.compile.kernel", fake_cupy.host_kernel)
+    monkeypatch.setattr(backend, "gpu_unavailable_reason", lambda: None)
+    assert backend.resolve_backend("auto") == "gpu"
+    monkeypatch.setattr(dask_cluster, "_start_local_cluster", lambda gpus, n_workers: LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0",
+        resources={dask_cluster.MEMORY: 2**30}))
+    report = batch(exposures[:2], "ramp-fit", output_dir=tmp_path, backend="auto")
+    assert report.ok and report.cluster_backend == "cpu" and report.summary().endswith("on the CPU")
+    assert BatchReport.read_json(report.report_path).cluster_backend == "cpu"
+    assert devices.pools[0].allocations == 0 and devices.pinned.peak_held == 0  # the GPU was never touched
+    _assert_same_products(tmp_path, serial, exposures[:2])
+
+
 def test_the_local_cluster(monkeypatch):
     from gpucal.scaleout.cluster import MEMORY, local_client, worker_info
 
@@ -449,7 +475,9 @@ def test_task_memory_follows_the_chunk_plan(exposures):
     held = ny * nx * (1 + nints) * 20
     assert fit.memory_bytes(exposures[0], "cpu", {}) == held + samples * CPU_BYTES_PER_SAMPLE
     assert fit.memory_bytes(exposures[0], "cpu", {"max_memory": "1KB"}) == held + 1024
-    assert fit.memory_bytes(exposures[0], "gpu", {}) == held
+    # on a GPU the host working set is the blocks' host copies and pinned staging, in the same budget
+    assert fit.memory_bytes(exposures[0], "gpu", {}) == held + samples * CPU_BYTES_PER_SAMPLE
+    assert fit.memory_bytes(exposures[0], "gpu", {"max_memory": "1KB"}) == held + 1024
     assert fit.memory_bytes(Path("missing_ramp.fits"), "cpu", {}) is None
 
 
