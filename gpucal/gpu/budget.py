@@ -97,8 +97,8 @@ def host_budget(max_memory: int | str | None = None) -> int:
     budget = parse_memory(max_memory) or DEFAULT_CPU_MEMORY
     available = available_host_memory()
     if available is not None and budget > available:
-        log.warning("host memory budget of %.1f MiB is more than the %.1f MiB available: planning for the "
-                    "available memory", budget / 2**20, available / 2**20)
+        log.info("host memory budget of %.1f MiB is more than the %.1f MiB available: planning for the "
+                 "available memory", budget / 2**20, available / 2**20)
         return available
     return budget
 
