@@ -212,8 +212,9 @@ def _refusing(name):
 def install_chain_module(monkeypatch, transfers: Transfers, strict: bool = False) -> None:
     """Install :func:`make_chain_module` as ``cupy`` (one GPU with 8 GiB free, see
     tests/fake_devices.py), with the host build behind ``kernel()`` and the GPU reported
-    usable. ``strict``: StrictChainArrays, and the ``np`` of every loaded gpucal module refuses to convert device arrays (``np.asarray(device)`` cannot be caught otherwise:
-    numpy does not ask a subclass)."""
+    usable. ``strict``: StrictChainArrays, and the ``np`` of every loaded gpucal module refuses
+    to convert device arrays (``np.asarray(device)`` cannot be caught otherwise: numpy does
+    not ask a subclass)."""
     import importlib
     import sys
 
