@@ -265,28 +265,32 @@ class Devices:
     def gpu(self, device: int | None = None) -> Gpu:
         return self.gpus[self.visible[self.current() if device is None else self._check(device)]]
 
-    def runtime(self) -> types.SimpleNamespace:
-        """``cupy.cuda.runtime``'s device and memory queries."""
+    def runtime(self, base=None) -> types.SimpleNamespace:
+        """``cupy.cuda.runtime``: ``base``'s functions (a stand-in's own), with the device and memory
+        queries answered by this model."""
         def get_device_properties(device: int) -> dict:
             gpu = self.gpu(device)
             bus = gpu.pci_bus_id.split(":")
-            return {"name": gpu.name.encode(), "totalGlobalMem": gpu.total, "major": int(gpu.compute_capability[:-1]),
-                    "minor": int(gpu.compute_capability[-1]), "pciBusID": int(bus[1], 16),
-                    "pciDeviceID": int(bus[2].split(".")[0], 16), "pciDomainID": int(bus[0], 16)}
+            props = dict(base.getDeviceProperties(0)) if hasattr(base, "getDeviceProperties") else {}
+            return {**props, "name": gpu.name.encode(), "totalGlobalMem": gpu.total,
+                    "major": int(gpu.compute_capability[:-1]), "minor": int(gpu.compute_capability[-1]),
+                    "pciBusID": int(bus[1], 16), "pciDeviceID": int(bus[2].split(".")[0], 16),
+                    "pciDomainID": int(bus[0], 16)}
 
         def set_device(device: int) -> None:
             self._current[-1] = self._check(device)
 
         return types.SimpleNamespace(
+            **(vars(base) if base is not None else {}),
             getDeviceCount=lambda: len(self.visible), getDevice=self.current, setDevice=set_device,
             memGetInfo=lambda: (self.free_memory(), self.gpu().total),
             getDeviceProperties=get_device_properties,
             deviceGetPCIBusId=lambda device: self.gpu(device).pci_bus_id,
             CUDARuntimeError=CUDARuntimeError)
 
-    def device_class(self) -> type:
+    def device_class(self, base: type | None = None) -> type:
         """``cupy.cuda.Device``: ``Device()`` is the current device; ``with Device(i):`` makes ``i``
-        current until the block ends."""
+        current until the block ends; ``synchronize`` is ``base``'s (a stand-in's own) when given."""
         devices = self
 
         class Device:
@@ -309,7 +313,8 @@ class Devices:
                 devices._current[-1] = self.id
 
             def synchronize(self) -> None:
-                pass
+                if base is not None:
+                    base(0).synchronize()
 
             def __enter__(self):
                 devices._current.append(self.id)
@@ -412,7 +417,10 @@ class Devices:
 
             alloc_pinned_memory.counted = True
             cuda.alloc_pinned_memory = alloc_pinned_memory
-        cuda.Device, cuda.runtime = self.device_class(), self.runtime()
+        if not hasattr(cuda, "_base_device"):  # the stand-in's own, before the first attach
+            cuda._base_device, cuda._base_runtime = getattr(cuda, "Device", None), getattr(cuda, "runtime", None)
+        cuda.Device = self.device_class(cuda._base_device)
+        cuda.runtime = self.runtime(cuda._base_runtime)
         cuda.memory = types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError)
         pool = MemoryPool(self)
         cupy.get_default_memory_pool = lambda: pool
