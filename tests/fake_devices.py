@@ -399,24 +399,17 @@ class Devices:
     def attach(self, cupy) -> types.ModuleType:
         """Give the CuPy stand-in module ``cupy`` these devices: ``cuda.Device``, ``cuda.runtime``,
         ``cuda.memory.OutOfMemoryError``, the default pools, and allocations counted through its
-        allocating functions and ``cuda.alloc_pinned_memory`` (functions already counted stay as
-        they are, so attaching again after replacing some counts the new ones). Returns ``cupy``."""
+        allocating functions and ``cuda.alloc_pinned_memory``. Attaching again (this model, or
+        another in place of the one attached) counts functions replaced since. Returns ``cupy``."""
         for name in ALLOCATORS:
             make = cupy.__dict__.get(name)
-            if make is not None and not getattr(make, "counted", False):
-                setattr(cupy, name, self._counted(make))
+            if make is not None and getattr(make, "counted_by", None) is not self:
+                setattr(cupy, name, self._counted(getattr(make, "uncounted", make)))
         cuda = cupy.cuda
-        alloc_pinned = getattr(cuda, "alloc_pinned_memory", None) or PinnedMemory
-        if not getattr(alloc_pinned, "counted", False):
-            def alloc_pinned_memory(nbytes: int):
-                memory = alloc_pinned(nbytes)
-                if type(memory) is bytearray:  # cannot be weakly referenced: the same bytes in a subclass that can
-                    memory = PinnedMemory(memory)
-                self.track_pinned(memory)
-                return memory
-
-            alloc_pinned_memory.counted = True
-            cuda.alloc_pinned_memory = alloc_pinned_memory
+        alloc_pinned = getattr(cuda, "alloc_pinned_memory", None)
+        if getattr(alloc_pinned, "counted_by", None) is not self:
+            cuda.alloc_pinned_memory = self._counted_pinned(getattr(alloc_pinned, "uncounted", alloc_pinned)
+                                                            or PinnedMemory)
         if not hasattr(cuda, "_base_device"):  # the stand-in's own, before the first attach
             cuda._base_device, cuda._base_runtime = getattr(cuda, "Device", None), getattr(cuda, "runtime", None)
         cuda.Device = self.device_class(cuda._base_device)
@@ -442,8 +435,19 @@ class Devices:
             self.track_device(array)
             return array
 
-        allocate.counted = True
+        allocate.counted_by, allocate.uncounted = self, make
         return allocate
+
+    def _counted_pinned(self, alloc):
+        def alloc_pinned_memory(nbytes: int):
+            memory = alloc(nbytes)
+            if type(memory) is bytearray:  # cannot be weakly referenced: the same bytes in a subclass that can
+                memory = PinnedMemory(memory)
+            self.track_pinned(memory)
+            return memory
+
+        alloc_pinned_memory.counted_by, alloc_pinned_memory.uncounted = self, alloc
+        return alloc_pinned_memory
 
 
 def default_devices() -> Devices:

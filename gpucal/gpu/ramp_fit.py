@@ -62,7 +62,7 @@ def block_cost(fp: FitParams) -> BlockCost:
     if fp.save_opt:
         outputs += fp.nints * (7 * fp.max_segs + 1 + fp.max_crs) * 4 + 2 * 4
     scratch = 8 * max(fp.ngroups - 1, 1)
-    return BlockCost(device=inputs + scratch + outputs, host=2 * inputs + outputs, arrays=7 + 8 + 1)
+    return BlockCost(device=inputs + scratch + outputs, host=2 * inputs + outputs, arrays=7 + 8 + 2)  # + scratch, dummy
 
 
 def resident_bytes(weight_table: np.ndarray) -> int:
