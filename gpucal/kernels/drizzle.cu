@@ -68,9 +68,9 @@ __host__ __device__ inline bool interpolate_point(const double* pixmap, int nx, 
     double y = yin - j0;
     double x1 = 1.0 - x;
     double y1 = 1.0 - y;
-    const double* p00 = pixmap + 2 * ((long)j0 * nx + i0);
+    const double* p00 = pixmap + 2 * ((i64)j0 * nx + i0);
     const double* p10 = p00 + 2;
-    const double* p01 = p00 + 2 * (long)nx;
+    const double* p01 = p00 + 2 * (i64)nx;
     const double* p11 = p01 + 2;
     *xout = p00[0] * x1 * y1 + p10[0] * x * y1 + p01[0] * x1 * y + p11[0] * x * y;
     *yout = p00[1] * x1 * y1 + p10[1] * x * y1 + p01[1] * x1 * y + p11[1] * x * y;
@@ -86,7 +86,7 @@ __host__ __device__ inline bool square_corners(const double* pixmap, int nx, int
         double f[3][3], g[3][3];
         for (int b = 0; b <= 2; ++b) {
             for (int a = 0; a <= 2; ++a) {
-                const double* p = pixmap + 2 * ((long)(j - 1 + b) * nx + (i - 1 + a));
+                const double* p = pixmap + 2 * ((i64)(j - 1 + b) * nx + (i - 1 + a));
                 double fac;
                 if (a == 1 && b == 1) {
                     fac = (1 - h) * (1 - h);
@@ -281,7 +281,7 @@ __host__ __device__ inline bool pixel_geometry(const DrizzleConsts& c, const dou
         g->ii1 = range_hi(c_round(xmx), onx);
         return true;
     }
-    const double* p = pixmap + 2 * ((long)j * nx + i);
+    const double* p = pixmap + 2 * ((i64)j * nx + i);
     double ox = p[0];
     double oy = p[1];
     if (isnan(ox) || isnan(oy)) {
@@ -312,12 +312,12 @@ __host__ __device__ inline bool pixel_geometry(const DrizzleConsts& c, const dou
 }
 
 // Number of box cells of a pixel.
-__host__ __device__ inline long box_cells(const PixelGeom& g)
+__host__ __device__ inline i64 box_cells(const PixelGeom& g)
 {
     if (g.ii1 < g.ii0 || g.jj1 < g.jj0) {
         return 0;
     }
-    return (long)(g.ii1 - g.ii0 + 1) * (long)(g.jj1 - g.jj0 + 1);
+    return (i64)(g.ii1 - g.ii0 + 1) * (i64)(g.jj1 - g.jj0 + 1);
 }
 
 // The weight dow one input pixel gives output cell (ii, jj); 0 for no contribution.
