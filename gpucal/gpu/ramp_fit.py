@@ -15,7 +15,7 @@ import numpy as np
 from cpu_fallback.ramp_fit import FitParams
 from gpucal.ramp_fit_io import BlockInputs, BlockOutputs, kernel_arguments
 
-from .transfer import download, pinned_copy, two_stream_pipeline, upload
+from .transfer import download, pinned_copy, two_stream_pipeline, upload, upload_shared
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,7 @@ def fit_blocks_gpu(fp: FitParams, blocks: Iterable[tuple[int, int, Callable[[], 
     from .compile import kernel
 
     fit_kernel = kernel("ramp_fit", "ramp_fit_kernel")
-    d_table = cupy.asarray(weight_table)
-    dummy = cupy.zeros(1, dtype=np.float32)
+    d_table, dummy = upload_shared(weight_table, np.zeros(1, dtype=np.float32))
 
     def process(inputs: BlockInputs, stream):
         npix = inputs.data.shape[2]

@@ -23,6 +23,19 @@ def pinned_copy(array: np.ndarray) -> np.ndarray:
     return pinned
 
 
+def upload_shared(*arrays: np.ndarray) -> list:
+    """Device copies of host arrays that kernels on several streams read (tables, dummies).
+
+    The copies run on the current stream, which is then synchronised once: kernels issued
+    afterwards on any stream, non-blocking ones included, are ordered after them.
+    """
+    import cupy
+
+    copies = [cupy.asarray(a) for a in arrays]
+    cupy.cuda.get_current_stream().synchronize()
+    return copies
+
+
 def upload(pinned: np.ndarray, stream):
     """Asynchronous host-to-device copy of a pinned array on ``stream``."""
     import cupy
