@@ -280,13 +280,11 @@ class Devices:
         def set_device(device: int) -> None:
             self._current[-1] = self._check(device)
 
-        return types.SimpleNamespace(
-            **(vars(base) if base is not None else {}),
-            getDeviceCount=lambda: len(self.visible), getDevice=self.current, setDevice=set_device,
-            memGetInfo=lambda: (self.free_memory(), self.gpu().total),
-            getDeviceProperties=get_device_properties,
-            deviceGetPCIBusId=lambda device: self.gpu(device).pci_bus_id,
-            CUDARuntimeError=CUDARuntimeError)
+        ours = dict(getDeviceCount=lambda: len(self.visible), getDevice=self.current, setDevice=set_device,
+                    memGetInfo=lambda: (self.free_memory(), self.gpu().total),
+                    getDeviceProperties=get_device_properties,
+                    deviceGetPCIBusId=lambda device: self.gpu(device).pci_bus_id, CUDARuntimeError=CUDARuntimeError)
+        return types.SimpleNamespace(**{**(vars(base) if base is not None else {}), **ours})
 
     def device_class(self, base: type | None = None) -> type:
         """``cupy.cuda.Device``: ``Device()`` is the current device; ``with Device(i):`` makes ``i``
