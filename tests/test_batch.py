@@ -299,9 +299,7 @@ def test_a_cpu_cluster_runs_its_tasks_on_the_cpu(monkeypatch, exposures, serial,
     from gpucal.scaleout import cluster as dask_cluster
 
     devices = Devices(h100s([8 * 2**30]))
-    devices.install(monkeypatch, fake_cupy.make_module(devices))
-    monkeypatch.setattr("gpucal.gpu.compile.kernel", fake_cupy.host_kernel)
-    monkeypatch.setattr(backend, "gpu_unavailable_reason", lambda: None)
+    fake_cupy.install(monkeypatch, devices=devices)
     assert backend.resolve_backend("auto") == "gpu"
     monkeypatch.setattr(dask_cluster, "_start_local_cluster", lambda gpus, n_workers: LocalCluster(
         n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0",

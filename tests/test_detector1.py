@@ -290,23 +290,8 @@ def test_gpu_row_block_chain_equals_cpu(row_blocks):
     assert_products_equal(cpu, gpu)
 
 
-def test_gpu_path_with_the_cupy_stand_in(monkeypatch):
+def test_gpu_path_with_the_cupy_stand_in(cupy_stand_in):
     """The whole chain on backend="gpu" with tests/fake_cupy.py (array code on numpy, kernels from the host build)."""
-    import sys
-
-    import fake_cupy
-    from host_build import host_compiler
-
-    if host_compiler() is None:
-        pytest.skip("no C++ compiler for the host build")
-    cupy = fake_cupy.make_module()
-    cupy.__getattr__ = lambda name: getattr(np, name)  # everything else: numpy
-    cupy.asarray = lambda a, dtype=None: fake_cupy._device(np.array(a, dtype=dtype))
-    cupy.ascontiguousarray = lambda a: fake_cupy._device(np.ascontiguousarray(a))
-    monkeypatch.setitem(sys.modules, "cupy", cupy)
-    monkeypatch.setattr("gpucal.gpu.compile.kernel", fake_cupy.host_kernel)
-    monkeypatch.setattr("gpucal.backend.gpu_unavailable_reason", lambda: None)
-    monkeypatch.setattr("gpucal.backend.free_device_memory", lambda device=0: 8 * 1024**3)
     ramp, refs = nir_case(nints=2, ngroups=5)
     steps = {"ipc": {"skip": False}}
     refs["ipc"] = np.array([[0.0, 0.01, 0.0], [0.01, 0.96, 0.01], [0.0, 0.01, 0.0]], np.float32)
@@ -319,19 +304,12 @@ def test_gpu_path_with_the_cupy_stand_in(monkeypatch):
 IPC_KERNEL = np.array([[0.0, 0.01, 0.0], [0.01, 0.96, 0.01], [0.0, 0.01, 0.0]], np.float32)
 
 
-@pytest.fixture(params=["stand-in", "strict"])
-def chain_cupy(monkeypatch, request):
-    """tests/fake_cupy.py's device stand-in that keeps arrays on the "device" and records each
-    host<->device copy of a ramp block; returns ``(transfers, at_tail)``: ``at_tail`` gets the
-    transfers made before jump/ramp_fit (the group-level chain's). "strict" also refuses what
-    CuPy refuses (np.asarray of a device array, host arrays in device arithmetic)."""
-    import fake_cupy
-    from host_build import host_compiler
-
-    if host_compiler() is None:
-        pytest.skip("no C++ compiler for the host build")
-    transfers = fake_cupy.Transfers()
-    fake_cupy.install_chain_module(monkeypatch, transfers, strict=request.param == "strict")
+@pytest.fixture
+def chain_cupy(cupy_stand_in, monkeypatch):
+    """tests/fake_cupy.py's device stand-in, which records each host<->device copy of a ramp
+    block; returns ``(transfers, at_tail)``: ``at_tail`` gets the transfers made before
+    jump/ramp_fit (the group-level chain's)."""
+    transfers = cupy_stand_in.transfers
     mod = importlib.import_module("gpucal.pipeline.detector1")
     at_tail: dict = {}
     tail = mod._tail

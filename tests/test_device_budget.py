@@ -9,7 +9,6 @@ can be held against what was planned.
 
 from __future__ import annotations
 
-import functools
 import sys
 
 import numpy as np
@@ -28,13 +27,13 @@ needs_host_build = pytest.mark.skipif(host_compiler() is None, reason="no C++ co
 
 
 def _install(monkeypatch, devices: Devices, launches: list | None = None):
-    """``devices`` behind a CuPy stand-in, the host build behind ``kernel()``, the GPU usable."""
-    cupy = devices.install(monkeypatch, fake_cupy.make_module(devices))
-    monkeypatch.setattr("gpucal.gpu.compile.kernel",
-                        lambda module, function: fake_cupy.host_kernel(module, function, launches))
-    fresh = functools.lru_cache(maxsize=1)(backend.gpu_unavailable_reason.__wrapped__)
-    monkeypatch.setattr(backend, "gpu_unavailable_reason", fresh)
-    return cupy
+    """The CuPy stand-in on ``devices`` (and ``pynvml`` on its GPUs); ``launches`` gets the
+    stand-in's runtime (its log has the kernel launches)."""
+    runtime = fake_cupy.install(monkeypatch, devices=devices)
+    monkeypatch.setitem(sys.modules, "pynvml", devices.nvml())
+    if launches is not None:
+        launches.append(runtime)
+    return sys.modules["cupy"]
 
 
 @pytest.fixture
@@ -147,7 +146,8 @@ def test_blocks_in_flight_fit_the_free_device_memory(monkeypatch, plans, step):
     launches: list = []
     _install(monkeypatch, devices, launches)
     gpu = run("gpu")
-    assert devices.peak > 0 and launches
+    launches[0].finish()
+    assert devices.peak > 0 and launches[0].ops("kernel")
     assert min(p["blocks"] for p in plans if p["in_flight"] == 2) >= 3
     assert devices.peak <= max(p["peak"] for p in plans) <= budget.DEVICE_FRACTION * free
     assert devices.pinned.held == 0 and devices.pinned.n_free_blocks() == 0  # staging released after the run
@@ -222,11 +222,9 @@ def test_detector1_never_takes_the_host_budget_for_the_device(monkeypatch, plans
     from gpucal.pipeline import detector1_result
     from gpucal.synthetic import make_exposure
 
-    fake_cupy.install_chain_module(monkeypatch, fake_cupy.Transfers(), strict=True)
-    devices = sys.modules["cupy"]._fake_devices
     free = 700_000
-    devices.gpus[0].other_used = devices.gpus[0].total - free
-    monkeypatch.setitem(sys.modules, "pynvml", devices.nvml())
+    devices = Devices(h100s([free]))
+    _install(monkeypatch, devices)
     ramp = raw_exposure(nints=2, ngroups=10, ny=64, nx=48)
     ramp.meta.update(FASTAXIS=-1, SLOWAXIS=2, NOUTPUTS=4)
     refs = refs_for(ramp)

@@ -14,7 +14,7 @@ import numpy as np
 from gpucal.ipc_io import IpcGeometry, ipc_arguments, kernel_name
 
 from .budget import BlockCost, allocation_bytes
-from .transfer import download, pinned_copy, two_stream_pipeline, upload
+from .transfer import download, pinned_copy, two_stream_pipeline, upload, upload_shared
 
 THREADS_PER_BLOCK = 128
 
@@ -48,11 +48,9 @@ def ipc_blocks_gpu(blocks: Iterable[tuple[int, int, IpcGeometry, Callable[[], tu
     ``load()`` returns ``(data_in, kernel_block)``: data (nplanes, rows_in, nx) float32 and,
     for a per-pixel kernel, its (kh, kw, rows, nx) rows (None with ``kernel2d``).
     """
-    import cupy
-
     d_kernel2d = None
     if kernel2d is not None:
-        d_kernel2d = cupy.asarray(np.ascontiguousarray(kernel2d, dtype=np.float32))
+        (d_kernel2d,) = upload_shared(np.ascontiguousarray(kernel2d, dtype=np.float32))
 
     def process(inputs, stream):
         g, data_in, kblock = inputs

@@ -16,7 +16,7 @@ from cpu_fallback.ramp_fit import FitParams
 from gpucal.ramp_fit_io import BlockInputs, BlockOutputs, kernel_arguments
 
 from .budget import BlockCost, allocation_bytes
-from .transfer import download, pinned_copy, two_stream_pipeline, upload
+from .transfer import download, pinned_copy, two_stream_pipeline, upload, upload_shared
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,11 @@ def fit_blocks_gpu(fp: FitParams, blocks: Iterable[tuple[int, int, Callable[[], 
     from .compile import kernel
 
     fit_kernel = kernel("ramp_fit", "ramp_fit_kernel")
-    d_table = cupy.asarray(weight_table)
-    dummy = cupy.zeros(1, dtype=np.float32)
+    (d_table,) = upload_shared(weight_table)
 
     def process(inputs: BlockInputs, stream):
         npix = inputs.data.shape[2]
+        dummy = cupy.zeros(1, dtype=np.float32)  # per block: it stands for writable outputs
         pinned_in = BlockInputs(*(None if a is None else pinned_copy(a) for a in inputs))
         d_in = BlockInputs(*(None if a is None else upload(a, stream) for a in pinned_in))
         d_out = BlockOutputs.allocate(fp, npix, cupy)
@@ -48,7 +48,7 @@ def fit_blocks_gpu(fp: FitParams, blocks: Iterable[tuple[int, int, Callable[[], 
         grid = (npix + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
         fit_kernel((grid,), (THREADS_PER_BLOCK,), tuple(value for _, value in args))
         host_out = BlockOutputs(*(None if a is None else download(a, stream) for a in d_out))
-        return host_out, [pinned_in, d_in, d_out, scratch]
+        return host_out, [pinned_in, d_in, d_out, scratch, dummy]
 
     two_stream_pipeline((((r0, r1), load) for r0, r1, load in blocks), process,
                         lambda rows, out: store(rows[0], rows[1], out))
