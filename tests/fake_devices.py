@@ -20,16 +20,15 @@ pools and NVML report, as strictly as they report it.
 :meth:`Devices.attach` puts all this into a CuPy stand-in module (tests/fake_cupy.py's modules get
 :func:`default_devices` unless given a model): ``cupy.cuda.Device``,
 ``cupy.cuda.runtime``, the pools, and device and pinned allocations counted through the
-module's allocating functions (``empty``, ``zeros``, ``asarray``...). Device arrays made by
-numpy ufuncs of the chain stand-in are not counted: the two-stream launchers allocate every
-block array through those functions.
+module's allocating functions (``empty``, ``zeros``, ``asarray``...). Device arrays that array
+operations create (ufuncs, other numpy functions run on the device) are not counted: the
+two-stream launchers allocate every block array through those functions.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import types
 import weakref
 from dataclasses import dataclass
@@ -416,15 +415,6 @@ class Devices:
         pool = MemoryPool(self)
         cupy.get_default_memory_pool = lambda: pool
         cupy.get_default_pinned_memory_pool = lambda: self.pinned
-        cupy._fake_devices = self  # the model, for tests (CuPy has no such attribute)
-        return cupy
-
-    def install(self, monkeypatch, cupy) -> types.ModuleType:
-        """:meth:`attach` these devices to ``cupy``, put ``cupy`` in ``sys.modules`` and :meth:`nvml`
-        in place of ``pynvml`` (both undone when the test ends). Returns ``cupy``."""
-        self.attach(cupy)
-        monkeypatch.setitem(sys.modules, "cupy", cupy)
-        monkeypatch.setitem(sys.modules, "pynvml", self.nvml())
         return cupy
 
     def _counted(self, make):
