@@ -368,7 +368,8 @@ def test_cli_options_reach_the_job(monkeypatch, tmp_path):
     monkeypatch.setattr(gpucal, "batch", fake_batch, raising=False)
     status = cli.main(["batch", "a_ramp.fits", "b_ramp.fits", "--job", "jump", "-o", str(tmp_path), "--gain",
                        "g.fits", "--max-memory", "1GB", "--max-device-memory", "2GB", "--option",
-                       "rejection_threshold=5.5", "--option", "find_showers=true", "--retries", "0", "--overwrite", "-q"])
+                       "rejection_threshold=5.5", "--option", "find_showers=true", "--retries", "0", "--overwrite",
+                       "-q"])
     assert status == cli.EXIT_OK
     assert seen["inputs"] == ["a_ramp.fits", "b_ramp.fits"] and seen["job"] == "jump"
     assert seen["gain"] == Path("g.fits") and seen["max_memory"] == 2**30 and seen["max_device_memory"] == 2 * 2**30
