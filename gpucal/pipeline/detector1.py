@@ -447,6 +447,13 @@ def detector1_result(
                 ramp, ["superbias"], refs, input_path=path)["superbias"]
         except InputError:
             log.info("saturation: no SUPERBIAS reference, bias taken as 0")
+    outputs = None  # checked before the references are read
+    if output_dir is not None:
+        from ..io.output_safety import check_outputs
+
+        outputs = _output_paths(ramp, path, Path(output_dir), save_calibrated_ramp)
+        check_outputs(outputs.values(), [path, *_reference_files(resolved)] if path else _reference_files(resolved),
+                      overwrite=overwrite)
     loaded = _load_refs(ramp, {k: v for k, v in resolved.items() if k != "superbias_for_saturation"})
     if "superbias_for_saturation" in resolved:
         sb = resolved["superbias_for_saturation"]
@@ -456,13 +463,6 @@ def detector1_result(
         if not skips[name] and any(resolved.get(t, "") is None for t in STEP_REFTYPES.get(name, ())):
             log.info("detector1: %s skipped, its reference is N/A", name)
             skips[name] = True
-    outputs = None
-    if output_dir is not None:
-        from ..io.output_safety import check_outputs
-
-        outputs = _output_paths(ramp, path, Path(output_dir), save_calibrated_ramp)
-        check_outputs(outputs.values(), [path, *_reference_files(resolved)] if path else _reference_files(resolved),
-                      overwrite=overwrite)
 
     budget = parse_memory(max_memory) or DEFAULT_CPU_MEMORY
     # given a budget, the steps share it; else each uses its own default (on the GPU: device memory)
