@@ -170,7 +170,8 @@ def write_synthetic_uncal(
     Raises
     ------
     InputError
-        Unknown instrument, a detector of another instrument, a shape that is not positive.
+        Unknown instrument, a detector of another instrument, a shape that is not positive, a
+        name with a directory in it.
     OutputError
         A file exists (without ``overwrite``), is read-only, or the directory cannot be written.
     """
@@ -193,6 +194,8 @@ def write_synthetic_uncal(
         raise InputError(f"shape {shape} is not usable: give positive NINTS NGROUPS, and NY, NX of at least "
                          f"{2 * BORDER + 1}")
     name = name or f"synth_{detector.lower()}"
+    if Path(name).name != name or name in (".", ".."):
+        raise InputError(f"name {name!r} must be a file name, not a path (the directory is {directory})")
     files = synthetic_uncal_names(directory, name)
     check_outputs(files.values(), [], overwrite=overwrite)
 

@@ -55,7 +55,8 @@ def test_synth_follows_the_output_rule_and_checks_its_arguments(tmp_path, capsys
     assert _digests(out) != before
     for argv, message in ((["--instrument", "MIRI", "--detector", "NRCA1"], "NRCA1 is not a MIRI detector"),
                           (["--shape", "1", "0", "12", "12"], "is not usable"),
-                          (["--shape", "1", "3", "4", "12"], "is not usable")):
+                          (["--shape", "1", "3", "4", "12"], "is not usable"),
+                          (["--name", "../escape"], "must be a file name, not a path")):
         assert cli.main(["synth", "-o", str(tmp_path / "bad"), *argv, "-q"]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
