@@ -45,7 +45,7 @@ $(STAMP_TEST): pyproject.toml | $(VPY)
 	@touch $@
 
 demo: install
-	$(BIN)/gpucal demo -o demo_out
+	$(BIN)/gpucal demo -o demo_out --overwrite
 
 test: install-test
 	$(VPY) -m pytest -q $(PYTEST_ARGS)

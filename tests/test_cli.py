@@ -269,7 +269,7 @@ def test_failed_write_leaves_no_partial_products(exposure, monkeypatch, tmp_path
         rate = object()
         backend, elapsed_s = "cpu", 0.01
 
-        def to_fits(self, prefix):
+        def to_fits(self, prefix, overwrite=True):
             Path(f"{prefix}_rate.fits").write_bytes(b"SIMPLE")
             raise OSError("No space left on device")
 

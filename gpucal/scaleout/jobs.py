@@ -232,31 +232,40 @@ def _snapshot(directory: Path, prefix: str) -> dict[str, tuple[int, int]]:
 def run_ramp_fit(path: Path, output_dir: Path, backend: str, options: dict[str, Any]) -> list[Path]:
     """``gpucal ramp-fit`` on one exposure: ``<stem>_rate.fits``, ``<stem>_rateints.fits``."""
     from .. import ramp_fit
-    from ..cli import _write_products
+    from ..cli import _expected_products, _fit_provenance, _write_products
     from ..errors import GpucalError
     from ..io import output_prefix
+    from ..io.output_safety import check_not_inputs
     from ..ramp import Ramp
 
     ramp = Ramp.from_fits(path)
     gain, readnoise = _references(path, ramp, options, required=True)
+    prefix = output_prefix(path, output_dir)
+    check_not_inputs(_expected_products(prefix, bool(options.get("save_opt"))), [path, gain, readnoise])
     result = ramp_fit(ramp, gain, readnoise, backend=backend, **options)
     if result.rate is None:
         raise GpucalError(
             f"nothing could be fitted in {path} (every pixel is saturated in its first group, or "
             "no usable group is left); no product written"
         )
-    return _write_products(result, output_prefix(path, output_dir), bool(options.get("save_opt")))
+    _fit_provenance(result, gain, readnoise)
+    return _write_products(result, prefix, bool(options.get("save_opt")))
 
 
 def run_jump(path: Path, output_dir: Path, backend: str, options: dict[str, Any]) -> list[Path]:
     """``gpucal jump`` on one exposure: ``<stem>_jump.fits`` (a ramp with JUMP_DET flags)."""
     from .. import detect_jumps
+    from ..io.output_safety import check_not_inputs
     from ..ramp import Ramp
+    from ..refs.resolve import reference_keywords
 
     ramp = Ramp.from_fits(path)
     gain, readnoise = _references(path, ramp, options, required=True)
+    target = output_dir / f"{stem(path)}_jump.fits"
+    check_not_inputs([target], [path, gain, readnoise])
     result = detect_jumps(ramp, gain, readnoise, backend=backend, **options)
-    return [Path(result.to_fits(output_dir / f"{stem(path)}_jump.fits", overwrite=True))]
+    result.meta.update(reference_keywords({"gain": gain, "readnoise": readnoise}))
+    return [Path(result.to_fits(target, overwrite=True))]
 
 
 def run_extract(path: Path, output_dir: Path, backend: str, options: dict[str, Any]) -> list[Path]:

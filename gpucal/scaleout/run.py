@@ -91,7 +91,9 @@ def batch(
     ------
     InputError
         Unknown job or option, no inputs, a pattern matching nothing, inputs whose
-        products would collide.
+        products would collide; an :class:`~gpucal.io.output_safety.OutputError` when a
+        product would be written onto an input (also through a link) or ``output_dir``
+        cannot be written. Nothing is run or written then.
     BackendUnavailableError
         ``backend="gpu"`` with no client and no local GPU cluster possible.
     """
@@ -102,8 +104,10 @@ def batch(
         raise InputError(f"backend must be 'auto', 'cpu' or 'gpu', got {backend!r}")
     if int(retries) < 0:
         raise InputError(f"retries must be >= 0, got {retries}")
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     paths = expand_inputs(inputs)
     out = Path(output_dir)
+    _refuse_outputs_onto_inputs(the_job, paths, [Path(i) for i in inputs if Path(i).is_file()], out, job_options)
     out.mkdir(parents=True, exist_ok=True)
     report = BatchReport(job=the_job.name, backend=backend, output_dir=str(out),
                          options=records.normalise_options(job_options))
@@ -134,6 +138,20 @@ def batch(
     written = report.write_json(report_path if report_path is not None else out / f"batch_{the_job.name}_report.json")
     log.info("%s; report %s", report.summary(), written)
     return report
+
+
+def _refuse_outputs_onto_inputs(job: Job, paths: list[Path], given: list[Path], out: Path,
+                                options: dict[str, Any]) -> None:
+    """Before anything runs: no declared product of any exposure may be one of the batch's
+    inputs (exposures, association files, reference files in the options), and ``out`` must
+    be writable."""
+    from ..io.output_safety import check_directory, check_not_inputs
+
+    planned = [out / name for path in paths for name in job.output_names(stem(path), options)]
+    references = [Path(v) for k, v in options.items() if k in ("gain", "readnoise", "cubepars")
+                  and isinstance(v, (str, os.PathLike))]
+    check_not_inputs(planned, [*paths, *given, *references])
+    check_directory(out)
 
 
 def _require_dask() -> None:
