@@ -129,8 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rf.add_argument(
         "--max-memory", type=_size_arg, metavar="SIZE",
-        help="memory the fit may use, e.g. 2GB or 512MB (binary units; "
-             "default: most of the free GPU memory, 2 GiB on the CPU)",
+        help="host memory the fit may use, e.g. 2GB or 512MB (binary units; default 2 GiB; on the GPU: the "
+             "blocks' host copies and pinned staging)",
+    )
+    rf.add_argument(
+        "--max-device-memory", type=_size_arg, metavar="SIZE",
+        help="GPU only: device memory for the blocks in flight, e.g. 40GB (default: 70%% of the free memory of "
+             "the current GPU, never more than is free)",
     )
     rf.set_defaults(func=_cmd_ramp_fit)
 
@@ -194,8 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     jump.add_argument("--find-showers", action="store_true", help="flag MIRI showers; needs scikit-image")
     jump.add_argument(
         "--max-memory", type=_size_arg, metavar="SIZE",
-        help="memory the detection may use, e.g. 2GB or 512MB (binary units; "
-             "default: most of the free GPU memory, 2 GiB on the CPU)",
+        help="host memory the detection may use, e.g. 2GB or 512MB (binary units; default 2 GiB; on the GPU: "
+             "the blocks' host copies and pinned staging)",
+    )
+    jump.add_argument(
+        "--max-device-memory", type=_size_arg, metavar="SIZE",
+        help="GPU only: device memory for the blocks in flight, e.g. 40GB (default: 70%% of the free memory of "
+             "the current GPU, never more than is free)",
     )
     jump.set_defaults(func=_cmd_jump)
 
@@ -227,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     d1.add_argument("--save-calibrated-ramp", action="store_true", help="also write {name}_ramp.fits")
     d1.add_argument("--max-memory", type=_size_arg, metavar="SIZE",
                     help="host memory budget, e.g. 2GB (binary units; default 2 GiB)")
+    d1.add_argument("--max-device-memory", type=_size_arg, metavar="SIZE",
+                    help="GPU only: device memory budget, e.g. 40GB (default: 70%% of the free memory of the "
+                         "current GPU, never more than is free)")
     d1.set_defaults(func=_cmd_detector1)
 
     _add_batch_parser(sub, [verbosity, backend])
@@ -339,7 +352,9 @@ def _add_batch_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     bt.add_argument("--gain", type=Path, metavar="GAIN.fits", help="gain reference file for every exposure")
     bt.add_argument("--readnoise", type=Path, metavar="READNOISE.fits",
                     help="read-noise reference file for every exposure")
-    bt.add_argument("--max-memory", type=_size_arg, metavar="SIZE", help="memory each task may use, e.g. 2GB")
+    bt.add_argument("--max-memory", type=_size_arg, metavar="SIZE", help="host memory each task may use, e.g. 2GB")
+    bt.add_argument("--max-device-memory", type=_size_arg, metavar="SIZE",
+                    help="GPU only: device memory each task may use (default: 70%% of its GPU's free memory)")
     bt.add_argument("--option", dest="options", type=_option_arg, action="append", default=[],
                     metavar="KEY=VALUE", help="another option of the job (VALUE as JSON when it parses), repeatable")
     bt.add_argument("--report", type=Path, metavar="PATH", help="where to write the JSON report")
@@ -502,6 +517,7 @@ def _cmd_ramp_fit(args: argparse.Namespace) -> int:
             save_opt=args.save_opt,
             suppress_one_group=args.suppress_one_group,
             max_memory=args.max_memory,
+            max_device_memory=args.max_device_memory,
             progress=progress,
         )
     wall = time.perf_counter() - start
@@ -616,7 +632,8 @@ def _cmd_jump(args: argparse.Namespace) -> int:
         result = detect_jumps(ramp, gain, readnoise, backend=backend, rejection_threshold=args.rejection_threshold,
                               flag_4_neighbors=args.flag_4_neighbors,
                               expand_large_events=args.expand_large_events, find_showers=args.find_showers,
-                              max_memory=args.max_memory, progress=progress)
+                              max_memory=args.max_memory, max_device_memory=args.max_device_memory,
+                              progress=progress)
     seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     result.meta.update(reference_keywords({"gain": gain, "readnoise": readnoise}))  # found from any directory
@@ -681,7 +698,8 @@ def _cmd_detector1(args: argparse.Namespace) -> int:
         with ProgressReporter(desc="detector1", unit="px", enabled=not args.quiet) as progress:
             detector1_result(path, refs=refs, backend=backend, steps=steps,
                              save_calibrated_ramp=args.save_calibrated_ramp, output_dir=out_dir,
-                             max_memory=args.max_memory, progress=progress, overwrite=args.overwrite)
+                             max_memory=args.max_memory, max_device_memory=args.max_device_memory,
+                             progress=progress, overwrite=args.overwrite)
     except NothingFittedError as exc:
         raise _ExitWith(str(exc), EXIT_NOTHING_FITTED) from None
     log.info("detector1 %s on %s: %.2f s", path.name, backend, time.perf_counter() - start)
@@ -705,7 +723,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     from .progress import ProgressReporter
 
     options = dict(args.options)
-    for name in ("gain", "readnoise", "max_memory"):
+    for name in ("gain", "readnoise", "max_memory", "max_device_memory"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if args.scheduler is not None and args.workers is not None:

@@ -946,8 +946,10 @@ class Device:
         return False
 
 
-def make_module(min_ndim: int = 4) -> tuple[types.ModuleType, Runtime]:
-    """A fresh stand-in ``cupy`` module and its runtime (made current: see :func:`install`)."""
+def make_module(min_ndim: int = 4, devices=None) -> tuple[types.ModuleType, Runtime]:
+    """A fresh stand-in ``cupy`` module and its runtime (made current: see :func:`install`);
+    ``devices`` (tests/fake_devices.py, default one GPU with 8 GiB free) answers the device and
+    memory queries, keeps the memory pools and counts the device and pinned allocations."""
     global _RT
     rt = _RT = Runtime(min_ndim)
     Stream.null = Stream(null=True)  # the legacy default stream
@@ -969,9 +971,9 @@ def make_module(min_ndim: int = 4) -> tuple[types.ModuleType, Runtime]:
         compiler=types.SimpleNamespace(compile_using_nvrtc=compile_using_nvrtc),
         function=types.SimpleNamespace(Module=Module),
         nvrtc=types.SimpleNamespace(getVersion=lambda: (12, 9)))
-    pool = types.SimpleNamespace(free_bytes=lambda: 0, used_bytes=lambda: 0, total_bytes=lambda: 0,
-                                 free_all_blocks=lambda: None)
-    cupy.get_default_memory_pool = cupy.get_default_pinned_memory_pool = lambda: pool
+    import fake_devices
+
+    (devices or fake_devices.default_devices()).attach(cupy)
     return cupy, rt
 
 
@@ -1002,7 +1004,7 @@ _GPUCAL_MODULES = ("gpucal.gpu.compile", "gpucal.gpu.transfer", "gpucal.gpu.ramp
                    "gpucal.resample.drizzle", "gpucal.cube.sums")
 
 
-def install(monkeypatch, min_ndim: int = 4) -> Runtime:
+def install(monkeypatch, min_ndim: int = 4, devices=None) -> Runtime:
     """Put the stand-in in ``sys.modules["cupy"]`` with the GPU reported usable, the launchers'
     kernels compiled through it (``gpucal.gpu.compile``, fresh module cache) and run on the
     host build, and the ``np`` of every gpucal module refusing device arrays. Returns the
@@ -1011,11 +1013,10 @@ def install(monkeypatch, min_ndim: int = 4) -> Runtime:
     here = sys.modules[__name__]
     monkeypatch.setattr(here, "_RT", None)
     monkeypatch.setattr(Stream, "null", None, raising=False)
-    cupy, rt = make_module(min_ndim)
+    cupy, rt = make_module(min_ndim, devices)
     monkeypatch.setitem(sys.modules, "cupy", cupy)
     monkeypatch.setattr("gpucal.gpu.compile._LOADED", {})
     monkeypatch.setattr("gpucal.backend.gpu_unavailable_reason", lambda: None)
-    monkeypatch.setattr("gpucal.backend.free_device_memory", lambda device=0: 8 * 1024**3)
     for name in _GPUCAL_MODULES:
         importlib.import_module(name)
     strict_np = _StrictNumpy("numpy")

@@ -287,6 +287,30 @@ def test_a_cluster_without_workers_yet_is_waited_for(monkeypatch, exposures, ser
     _assert_same_products(tmp_path, serial, exposures[:1])
 
 
+def test_a_cpu_cluster_runs_its_tasks_on_the_cpu(monkeypatch, exposures, serial, tmp_path):
+    """A cluster without GPU workers decides the backend once: its tasks get backend="cpu", never
+    "auto" (with which every worker process on a node with a GPU would open a context on GPU 0).
+    The GPU is tests/fake_devices.py's, seen by the in-process workers of this cluster."""
+    from distributed import LocalCluster
+
+    import fake_cupy
+    from fake_devices import Devices, h100s
+    from gpucal import backend
+    from gpucal.scaleout import cluster as dask_cluster
+
+    devices = Devices(h100s([8 * 2**30]))
+    fake_cupy.install(monkeypatch, devices=devices)
+    assert backend.resolve_backend("auto") == "gpu"
+    monkeypatch.setattr(dask_cluster, "_start_local_cluster", lambda gpus, n_workers: LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0",
+        resources={dask_cluster.MEMORY: 2**30}))
+    report = batch(exposures[:2], "ramp-fit", output_dir=tmp_path, backend="auto")
+    assert report.ok and report.cluster_backend == "cpu" and report.summary().endswith("on the CPU")
+    assert BatchReport.read_json(report.report_path).cluster_backend == "cpu"
+    assert devices.pools[0].allocations == 0 and devices.pinned.peak_held == 0  # the GPU was never touched
+    _assert_same_products(tmp_path, serial, exposures[:2])
+
+
 def test_the_local_cluster(monkeypatch):
     from gpucal.scaleout.cluster import MEMORY, local_client, worker_info
 
@@ -343,11 +367,12 @@ def test_cli_options_reach_the_job(monkeypatch, tmp_path):
 
     monkeypatch.setattr(gpucal, "batch", fake_batch, raising=False)
     status = cli.main(["batch", "a_ramp.fits", "b_ramp.fits", "--job", "jump", "-o", str(tmp_path), "--gain",
-                       "g.fits", "--max-memory", "1GB", "--option", "rejection_threshold=5.5", "--option",
-                       "find_showers=true", "--retries", "0", "--overwrite", "-q"])
+                       "g.fits", "--max-memory", "1GB", "--max-device-memory", "2GB", "--option",
+                       "rejection_threshold=5.5", "--option", "find_showers=true", "--retries", "0", "--overwrite",
+                       "-q"])
     assert status == cli.EXIT_OK
     assert seen["inputs"] == ["a_ramp.fits", "b_ramp.fits"] and seen["job"] == "jump"
-    assert seen["gain"] == Path("g.fits") and seen["max_memory"] == 2**30
+    assert seen["gain"] == Path("g.fits") and seen["max_memory"] == 2**30 and seen["max_device_memory"] == 2 * 2**30
     assert seen["rejection_threshold"] == 5.5 and seen["find_showers"] is True
     assert seen["retries"] == 0 and seen["overwrite"] is True and seen["client"] is None
 
@@ -449,7 +474,9 @@ def test_task_memory_follows_the_chunk_plan(exposures):
     held = ny * nx * (1 + nints) * 20
     assert fit.memory_bytes(exposures[0], "cpu", {}) == held + samples * CPU_BYTES_PER_SAMPLE
     assert fit.memory_bytes(exposures[0], "cpu", {"max_memory": "1KB"}) == held + 1024
-    assert fit.memory_bytes(exposures[0], "gpu", {}) == held
+    # on a GPU the host working set is the blocks' host copies and pinned staging, in the same budget
+    assert fit.memory_bytes(exposures[0], "gpu", {}) == held + samples * CPU_BYTES_PER_SAMPLE
+    assert fit.memory_bytes(exposures[0], "gpu", {"max_memory": "1KB"}) == held + 1024
     assert fit.memory_bytes(Path("missing_ramp.fits"), "cpu", {}) is None
 
 

@@ -354,6 +354,7 @@ def detector1(
     save_calibrated_ramp: bool = False,
     output_dir: str | os.PathLike[str] | None = None,
     max_memory: int | str | None = None,
+    max_device_memory: int | str | None = None,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = True,
 ) -> RateProduct:
@@ -383,7 +384,13 @@ def detector1(
         Where ``<name>_rate.fits`` and ``<name>_rateints.fits`` go; None writes nothing.
     max_memory : int or str, optional
         Host memory budget (bytes or e.g. ``"2GB"``; default 2 GiB): sets the integration
-        blocks, whether the calibrated ramp is memory-mapped, and the steps' row blocks.
+        blocks, whether the calibrated ramp is memory-mapped, and the steps' row blocks
+        (on the GPU: their host copies and pinned staging buffers).
+    max_device_memory : int or str, optional
+        GPU only: device memory budget (default 70 % of the free memory of the current
+        device, never more than is free). Bounds the device chain's integration blocks and
+        is jump's and ramp_fit's budget for their blocks in flight; never taken from
+        ``max_memory``.
     progress : callable, optional
         ``progress(done, total)`` through the stages: the group-level steps (per integration
         block), jump, clean_flicker_noise and ramp fitting (per pixel block), each an equal
@@ -413,7 +420,8 @@ def detector1(
     """
     return detector1_result(input, refs=refs, backend=backend, steps=steps,
                             save_calibrated_ramp=save_calibrated_ramp, output_dir=output_dir,
-                            max_memory=max_memory, progress=progress, overwrite=overwrite).rate
+                            max_memory=max_memory, max_device_memory=max_device_memory, progress=progress,
+                            overwrite=overwrite).rate
 
 
 def detector1_result(
@@ -425,6 +433,7 @@ def detector1_result(
     save_calibrated_ramp: bool = False,
     output_dir: str | os.PathLike[str] | None = None,
     max_memory: int | str | None = None,
+    max_device_memory: int | str | None = None,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = True,
 ) -> RampFitResult:
@@ -465,6 +474,7 @@ def detector1_result(
             skips[name] = True
 
     budget = parse_memory(max_memory) or DEFAULT_CPU_MEMORY
+    device_memory = parse_memory(max_device_memory)
     # given a budget, the steps share it; else each uses its own default (on the GPU: device memory)
     step_memory = None if max_memory is None else max(budget // 8, 1 << 20)
     tail_memory = None if max_memory is None else budget // 2
@@ -483,10 +493,10 @@ def detector1_result(
         cal = _Calibrated(ramp, budget, workdir)
         block_budget = budget
         if backend == "gpu":
-            from ..backend import free_device_memory
+            from ..gpu.budget import device_budget
 
             # the whole block and the steps' block-sized temporaries live on the device at once
-            block_budget = min(budget, free_device_memory() // 3)
+            block_budget = min(budget, device_budget(device_memory) // 2)
         per_block = integrations_per_block(ramp, block_budget)
         progress = stages.stage("group-level steps")
         state: dict[str, Any] = {}
@@ -515,7 +525,8 @@ def detector1_result(
             calibrated = timer.run("refpix", lambda: step_function("refpix")(
                 calibrated, backend=backend, out=calibrated.data, **params["refpix"]))
             timer.status["refpix"] = _status("refpix", calibrated, state)
-        result = _tail(calibrated, skips, params, loaded, resolved, state, backend, tail_memory, timer, stages)
+        result = _tail(calibrated, skips, params, loaded, resolved, state, backend, tail_memory, device_memory,
+                       timer, stages)
         provenance = _provenance(ramp, path, resolved, timer.status)
         for product in (result.rate, result.rateints):
             if product is not None:
@@ -535,13 +546,16 @@ def detector1_result(
     return result
 
 
-def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, memory, timer: _Timer,
+def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, memory, device_memory, timer: _Timer,
           stages: StagedProgress) -> RampFitResult:
+    """jump, clean_flicker_noise, ramp_fit, gain_scale on the calibrated ramp: ``memory`` is their
+    host budget, ``device_memory`` their device budget (None: each one's default)."""
     gain, readnoise = loaded.get("gain"), loaded.get("readnoise")
     if not skips["jump"]:
         jump_progress = stages.stage("jump")
         ramp = timer.run("jump", lambda: step_function("jump")(ramp, gain, readnoise, backend=backend,
-                                                               max_memory=memory, progress=jump_progress,
+                                                               max_memory=memory, max_device_memory=device_memory,
+                                                               progress=jump_progress,
                                                                **params["jump"]))
         timer.status["jump"] = "COMPLETE"
     if not skips["clean_flicker_noise"]:
@@ -549,6 +563,11 @@ def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, memory, t
 
         cfn = step_function("clean_flicker_noise")
         extra = {"max_memory": memory} if "max_memory" in inspect.signature(cfn).parameters else {}
+        if backend == "gpu" and extra:  # one budget for its blocks, on the host and the device
+            from ..gpu.budget import device_budget
+            from ..steps._blocks import DEFAULT_BLOCK_BYTES
+
+            extra["max_memory"] = min(memory or DEFAULT_BLOCK_BYTES, device_budget(device_memory))
         cfn_progress = stages.stage("clean_flicker_noise")
         ramp = timer.run("clean_flicker_noise", lambda: cfn(ramp, backend=backend, **extra,
                                                              **params["clean_flicker_noise"]))
@@ -560,7 +579,8 @@ def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, memory, t
         raise InputError("ramp_fit cannot be skipped: detector1 returns the rate product")
     fit_progress = stages.stage("ramp_fit")
     result = timer.run("ramp_fit", lambda: step_function("ramp_fit")(
-        ramp, gain, readnoise, backend=backend, max_memory=memory, progress=fit_progress,
+        ramp, gain, readnoise, backend=backend, max_memory=memory, max_device_memory=device_memory,
+        progress=fit_progress,
         average_dark_current=state.get("average_dark_current"), **params["ramp_fit"]))
     timer.status["ramp_fit"] = "COMPLETE"
     if result.rate is None:

@@ -50,8 +50,8 @@ STATUS_KEYWORDS = {
 RAMP_STEPS = tuple(s for s in ALL_STEPS if s not in ("ramp_fit", "gain_scale"))
 
 # Pipeline-managed arguments, never taken from ``steps=`` overrides.
-_MANAGED = {"ramp", "backend", "max_memory", "progress", "gain", "readnoise", "product", "gain_factor",
-            "exposure_start", "user_dq"}
+_MANAGED = {"ramp", "backend", "max_memory", "max_device_memory", "progress", "gain", "readnoise", "product",
+            "gain_factor", "exposure_start", "user_dq"}
 # jwst parameter names mapped to gpucal's, per step.
 _ALIASES = {"dq_init": {"user_supplied_dq": "user_dq"}}
 

@@ -166,17 +166,16 @@ def _keywords(module: str, function: str, *, exclude: Iterable[str], extra: Iter
 
 def _task_memory(path: Path, backend: str, options: Mapping[str, Any], *, held_per_pixel: int,
                  held_per_sample: int, cpu_bytes_per_sample: int) -> int:
-    """Arrays a task holds for the whole exposure (``held_per_pixel`` counts per pixel and
-    per integration plane), plus (CPU only) the working set of its row blocks: the chunk
-    budget, or less for a small exposure. On a GPU the working set lives on the device,
-    which the task's ``GPU=1`` reserves."""
+    """Host bytes of a task: the arrays it holds for the whole exposure (``held_per_pixel``
+    counts per pixel and per integration plane), plus the host working set of its row blocks:
+    the host budget (``max_memory``), or less for a small exposure. On a GPU that working set is
+    the blocks' host copies and pinned staging buffers (fewer bytes a sample than the CPU's
+    working set, and bounded by the same budget); the device memory is reserved by ``GPU=1``."""
     from ..chunking import DEFAULT_CPU_MEMORY, parse_memory
 
     nints, ngroups, ny, nx = _ramp_shape(path)
     samples = nints * ngroups * ny * nx
     held = ny * nx * (1 + nints) * held_per_pixel + samples * held_per_sample
-    if backend == "gpu":
-        return held
     budget = parse_memory(options.get("max_memory")) or DEFAULT_CPU_MEMORY
     return held + min(budget, samples * cpu_bytes_per_sample)
 
@@ -334,7 +333,7 @@ def _i2d_outputs(stem: str, options: Mapping[str, Any]) -> list[str]:
 
 register_job(Job(
     "detector1", run_detector1, "the whole detector1 pipeline: uncal -> rate/rateints",
-    options=("refs", "steps", "save_calibrated_ramp", "max_memory"),
+    options=("refs", "steps", "save_calibrated_ramp", "max_memory", "max_device_memory"),
     memory=_detector1_memory, outputs=_detector1_outputs,
 ))
 register_job(Job(

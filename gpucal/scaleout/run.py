@@ -61,7 +61,9 @@ def batch(
         GPU) when dask-cuda and a GPU are present and ``backend`` allows the GPU, else a
         ``LocalCluster`` with one single-threaded worker process per core.
     backend
-        ``"auto"``, ``"gpu"`` or ``"cpu"``, passed to the job on each worker.
+        ``"auto"``, ``"gpu"`` or ``"cpu"``. Decided once for the cluster: with ``"auto"`` the
+        tasks run on the GPU when the workers declare GPUs (``GPU=1``), else on the CPU; the
+        report's ``cluster_backend`` says which.
     overwrite
         Run exposures that are complete from an earlier run too (default: skip them).
     retries
@@ -180,17 +182,17 @@ def _run(client: Any, job: Job, todo: list[Path], out: Path, backend: str, optio
         workers = dask_cluster.worker_info(client)
     report.workers = len(workers)
     gpu_workers = any(dask_cluster.GPU in (w.get("resources") or {}) for w in workers.values())
-    plan_backend = "gpu" if gpu_workers and backend != "cpu" else "cpu"
+    task_backend = report.cluster_backend = dask_cluster.cluster_backend(backend, gpu_workers)
     threads = dask_cluster.host_threads(workers)
-    log.info("batch %s: %d exposure(s) on %d worker(s)%s", job.name, len(todo), len(workers),
-             " with GPUs" if gpu_workers else "")
+    log.info("batch %s: %d exposure(s) on %d worker(s)%s, backend %s", job.name, len(todo), len(workers),
+             " with GPUs" if gpu_workers else "", task_backend)
 
     futures = {}
     run_id = uuid.uuid4().hex[:8]
     for path in todo:
-        resources = dask_cluster.task_resources(workers, job.memory_bytes(path, plan_backend, options), path.name)
+        resources = dask_cluster.task_resources(workers, job.memory_bytes(path, task_backend, options), path.name)
         future = client.submit(
-            run_exposure, job, str(path), str(out), backend, options, threads,
+            run_exposure, job, str(path), str(out), task_backend, options, threads,
             key=f"gpucal-{job.name}-{stem(path)}-{run_id}", retries=retries, resources=resources, pure=False,
         )
         futures[future] = path
