@@ -97,9 +97,9 @@ def _gain_factor(ramp: Ramp, gain_ref: Any) -> float | None:
     if ramp.meta.get("GAINFACT") is not None:
         return float(ramp.meta["GAINFACT"])
     if isinstance(gain_ref, (str, os.PathLike)):
-        from astropy.io import fits
+        from ..io.fits_open import read_header
 
-        value = fits.getheader(gain_ref).get("GAINFACT")
+        value = read_header(Path(gain_ref)).get("GAINFACT")
         return None if value is None else float(value)
     return None
 

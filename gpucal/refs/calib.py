@@ -120,8 +120,9 @@ def _read(path: str | os.PathLike[str], reftype: str, layout: dict[str, tuple[in
                 raise FileFormatError(
                     f"{path}: {reftype} {name} is {arr.ndim}-D {arr.shape}, expected "
                     + " or ".join(f"{n}-D" for n in ndims))
-            if arr.dtype.kind not in "iuf":
-                raise FileFormatError(f"{path}: {reftype} {name} has non-real dtype {arr.dtype}")
+            if arr.dtype.kind not in ("iu" if name == "DQ" else "f"):
+                raise FileFormatError(f"{path}: {reftype} {name} holds {arr.dtype.newbyteorder('=')} values; "
+                                      f"it must be {'an integer' if name == 'DQ' else 'a float'} array")
             out[name] = arr
             origin_header = origin_header or dict(hdu.header)
         dq_def_hdu = find_hdu(hdul, "DQ_DEF")
@@ -134,8 +135,6 @@ def _read(path: str | os.PathLike[str], reftype: str, layout: dict[str, tuple[in
         if cut:
             arr = _cut(arr, path, name, origin, ramp)
         dtype = np.uint32 if name == "DQ" else np.float32
-        if name == "DQ" and arr.dtype.kind == "f":
-            raise FileFormatError(f"{path}: {reftype} DQ must be an integer array, got {arr.dtype}")
         out[name] = np.array(arr, dtype=dtype, order="C", copy=True)
     return out, primary, dq_def, path
 

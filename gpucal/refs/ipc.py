@@ -88,6 +88,9 @@ def read_ipc(path: str | os.PathLike[str]) -> IpcReference:
         sci = find_hdu(hdul, "SCI")
         if sci is None or sci.data is None:
             raise FileFormatError(f"{path}: IPC reference has no SCI image extension")
+        if sci.data.dtype.kind != "f":
+            raise FileFormatError(f"{path}: IPC SCI holds {sci.data.dtype.newbyteorder('=')} values; "
+                                  "a kernel is float32")
         data = validate_ipc_kernel(sci.data, str(path))
         meta = {k: primary[k] for k in ("INSTRUME", "DETECTOR", "SUBARRAY", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1",
                                         "SUBSIZE2") if k in primary}

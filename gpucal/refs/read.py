@@ -109,8 +109,9 @@ def read_reference(path: str | os.PathLike[str], reftype: str, *, ramp: Ramp | N
             raise FileFormatError(
                 f"{path}: {expected} reference SCI is {sci.data.ndim}-D {sci.data.shape}, expected 2-D"
             )
-        if sci.data.dtype.kind not in "iuf":
-            raise FileFormatError(f"{path}: SCI has non-real dtype {sci.data.dtype}")
+        if sci.data.dtype.kind != "f":
+            raise FileFormatError(f"{path}: {expected} SCI holds {sci.data.dtype.newbyteorder('=')} values; "
+                                  "a reference image is float32")
         image = np.asarray(sci.data)
         origin, explicit = _ref_origin(dict(primary), dict(sci.header))
         ref_detector = str(primary.get("DETECTOR", "")).strip().upper()
