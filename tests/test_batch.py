@@ -25,7 +25,7 @@ from gpucal import cli  # noqa: E402
 from gpucal.io.atomic import TEMP_SUFFIX  # noqa: E402
 from gpucal.scaleout import BatchReport, batch, records  # noqa: E402
 from gpucal.scaleout.cluster import usable_cores  # noqa: E402
-from gpucal.scaleout.jobs import JOBS, run_ramp_fit  # noqa: E402
+from gpucal.scaleout.jobs import JOBS, Job, run_ramp_fit  # noqa: E402
 from gpucal.synthetic import make_exposure, write_exposure  # noqa: E402
 
 import batch_jobs  # noqa: E402
@@ -158,6 +158,42 @@ def test_bad_inputs_fail_clearly_and_the_others_finish(client, exposures, serial
     assert all(r.worker in client.scheduler_info()["workers"] for r in report.failed)  # reported by the task
     _assert_same_products(out, serial, exposures[:2])
     assert not list(out.glob("garbage*")) and not list(out.glob("missing*")) and not _temporaries(out)
+
+
+def test_truncated_and_non_fits_inputs_fail_and_the_others_finish(client, exposures, serial, tmp_path, capsys):
+    """The command line: a truncated exposure and a text file among good ones; exit 3, the good
+    ones are done, the report names both failures (the truncated file once crashed planning)."""
+    truncated = tmp_path / "short_ramp.fits"
+    truncated.write_bytes(exposures[2].read_bytes()[:20000])
+    text = tmp_path / "text_ramp.fits"
+    text.write_text("SIMPLE? no: a text file\n" * 100)
+    out = tmp_path / "out"
+    inputs = [exposures[0], truncated, exposures[1], text]
+    status = cli.main(["batch", *map(str, inputs), "--job", "ramp-fit", "-o", str(out), "--scheduler",
+                       client.scheduler.address, "-q", "--backend", "cpu"])
+    assert status == 3
+    printed = capsys.readouterr().out
+    assert f"failed: {truncated}: FileFormatError: {truncated}: truncated: the file has 20000 bytes" in printed
+    assert f"failed: {text}: FileFormatError: {text} is not a readable FITS file" in printed
+    report = json.loads((out / "batch_ramp-fit_report.json").read_text())
+    assert [r["input"] for r in report["done"]] == [str(exposures[0]), str(exposures[1])]
+    assert sorted(r["input"] for r in report["failed"]) == sorted([str(truncated), str(text)])
+    _assert_same_products(out, serial, exposures[:2])
+    assert not list(out.glob("short*")) and not list(out.glob("text*")) and not _temporaries(out)
+
+
+def test_an_error_while_planning_is_that_exposures_failure(client, exposures, serial, tmp_path):
+    job = Job("plan-fails", batch_jobs.ramp_fit_ignoring_victim, memory=batch_jobs.memory_fails_for_victim)
+    victim = _stem(exposures[1])
+    out = tmp_path / "out"
+    report = batch(exposures[:3], job, output_dir=out, client=client, backend="cpu", victim=victim)
+    assert [r.input for r in report.done] == [str(exposures[0]), str(exposures[2])]
+    (failed,) = report.failed
+    assert failed.input == str(exposures[1]) and failed.worker is None
+    assert failed.error == f"RuntimeError: cannot plan {exposures[1].name} (while planning its task)"
+    assert "memory_fails_for_victim" in failed.traceback
+    _assert_same_products(out, serial, [exposures[0], exposures[2]])
+    assert not list(out.glob(f"{victim}*"))
 
 
 def test_unexpected_errors_are_retried_then_reported(client, exposures, serial, tmp_path):
