@@ -108,7 +108,8 @@ def batch(
 
     todo: list[Path] = []
     for path in paths:
-        complete = None if overwrite else records.completed_outputs(out, stem(path), the_job.name, job_options)
+        complete = None if overwrite else records.completed_outputs(out, stem(path), the_job.name, job_options,
+                                                                    path)
         if complete is None:
             todo.append(path)
         else:
