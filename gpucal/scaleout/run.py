@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..io.debris import remove_debris
 from ..progress import ProgressCallback
 from . import cluster as dask_cluster
 from . import records
@@ -103,6 +104,7 @@ def batch(
     paths = expand_inputs(inputs)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_debris(out)  # temporaries and scratch of killed runs (of this host's dead processes)
     report = BatchReport(job=the_job.name, backend=backend, output_dir=str(out),
                          options=records.normalise_options(job_options))
 
