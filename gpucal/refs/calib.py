@@ -23,6 +23,7 @@ from ..io.atomic import atomic_write
 from ..io.fits_meta import primary_header
 from ..io.fits_open import find_hdu, open_fits
 from .read import _ref_origin
+from .reftype import MODELS, check_reftype
 from .subarray import cut_subarray, subarray_window
 from .write import USEAFTER
 
@@ -31,8 +32,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_MODELS = {"MASK": "MaskModel", "SATURATION": "SaturationModel", "SUPERBIAS": "SuperBiasModel",
-           "LINEARITY": "LinearityModel", "DARK": "DarkModel"}
+_MODELS = {t: MODELS[t][0] for t in ("MASK", "SATURATION", "SUPERBIAS", "LINEARITY", "DARK")}
 
 
 @dataclass
@@ -102,11 +102,7 @@ def _read(path: str | os.PathLike[str], reftype: str, layout: dict[str, tuple[in
     out: dict[str, np.ndarray | None] = {}
     with open_fits(path, memmap=False) as hdul:
         primary = dict(hdul[0].header)
-        actual = primary.get("REFTYPE")
-        if actual is None:
-            raise FileFormatError(f"{path} has no REFTYPE keyword: not a CRDS reference file (expected {reftype})")
-        if str(actual).strip().upper() != reftype:
-            raise FileFormatError(f"{path} has REFTYPE {str(actual).strip()!r}, expected {reftype!r}")
+        check_reftype(path, primary, reftype)
         origin_header: dict = {}
         for name, ndims in layout.items():
             hdu = find_hdu(hdul, name)
