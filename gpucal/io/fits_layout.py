@@ -130,7 +130,7 @@ def _read_header(fh, path: Path, offset: int, size: int, index: int) -> tuple[_H
         for start in range(0, BLOCK, CARD):
             card = text[start:start + CARD]
             key = card[:8].rstrip()
-            if not first:
+            if block_no == 0 and start == 0:
                 first = key
             if key == "END":
                 if card[3:].strip():

@@ -49,6 +49,7 @@ def open_fits(path: Path, **kwargs: Any) -> fits.HDUList:
     """
     path = Path(path)
     layout = check_fits(path)
+    # Recording warnings is process-wide: files are opened before the threaded computing starts.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
