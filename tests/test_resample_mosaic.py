@@ -167,7 +167,7 @@ def test_progress_reports_each_input(cal_files):
 def test_bad_inputs(cal_files, tmp_path):
     text = tmp_path / "notes.fits"
     text.write_text("not a fits file")
-    with pytest.raises(FileFormatError, match="not a FITS file"):
+    with pytest.raises(FileFormatError, match="not a readable FITS file"):
         resample_images([text], backend="cpu")
     from astropy.io import fits
 
@@ -221,7 +221,7 @@ def test_cli_bad_input_writes_nothing(tmp_path, capsys):
     bad.write_text("garbage")
     out = tmp_path / "x_i2d.fits"
     assert cli.main(["resample", str(bad), "-o", str(out), "--backend", "cpu", "-q"]) == cli.EXIT_USAGE
-    assert "not a FITS file" in capsys.readouterr().err
+    assert "not a readable FITS file" in capsys.readouterr().err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad_cal.fits"]
 
 

@@ -112,9 +112,9 @@ def _group_bands(bands: list[Band], output_type: str) -> list[list[Band]]:
 
 def _resolve_cubepars(cubepars, instrument: str, weighting: str, first: Path) -> CubePars:
     if cubepars is None:
-        from astropy.io import fits
+        from ..io.fits_open import read_header
 
-        header = dict(fits.getheader(first))
+        header = dict(read_header(first))
         cubepars = crds_cubepars(header)
     path = Path(cubepars)
     if not path.exists():

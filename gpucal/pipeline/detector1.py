@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 from ..backend import to_host
 from ..chunking import DEFAULT_CPU_MEMORY, parse_memory
 from ..errors import GpucalError, InputError
+from ..io.debris import Scratch, scratch_space
 from ..products import RampFitResult, RateProduct
 from ..progress import StagedProgress
 from ..ramp import Ramp
@@ -112,9 +112,9 @@ def _gain_factor(ramp: Ramp, gain_ref: Any) -> float | None:
     if ramp.meta.get("GAINFACT") is not None:
         return float(ramp.meta["GAINFACT"])
     if isinstance(gain_ref, (str, os.PathLike)):
-        from astropy.io import fits
+        from ..io.fits_open import read_header
 
-        value = fits.getheader(gain_ref).get("GAINFACT")
+        value = read_header(Path(gain_ref)).get("GAINFACT")
         return None if value is None else float(value)
     return None
 
@@ -181,14 +181,15 @@ def _ref_rows(refs: Mapping[str, Any], params: Mapping[str, dict], rows: slice) 
 
 
 class _Calibrated:
-    """The calibrated ramp being assembled: in memory, or memory-mapped in ``workdir``."""
+    """The calibrated ramp being assembled: in memory, or memory-mapped in the scratch directory."""
 
-    def __init__(self, ramp: Ramp, budget: int, workdir: str):
+    def __init__(self, ramp: Ramp, budget: int, scratch: Scratch):
         shape = ramp.shape
         nbytes = int(np.prod(shape, dtype=np.int64)) * 5
         if nbytes <= budget // 2:
             self.data, self.groupdq = np.empty(shape, np.float32), np.empty(shape, np.uint8)
         else:
+            workdir = scratch.path()
             log.info("calibrated ramp (%.1f MiB) kept in a memory-mapped file in %s", nbytes / 2**20, workdir)
             self.data = np.memmap(Path(workdir) / "data.f32", np.float32, "w+", shape=shape)
             self.groupdq = np.memmap(Path(workdir) / "groupdq.u8", np.uint8, "w+", shape=shape)
@@ -488,9 +489,8 @@ def detector1_result(
     stages = StagedProgress(progress, ["group-level steps", *tail], ramp.ny * ramp.nx)
     log.info("detector1: %s on %s, steps %s", ramp, backend, " -> ".join(n for n in step_order(ramp) if not skips[n]))
 
-    with tempfile.TemporaryDirectory(prefix="gpucal_d1_", dir=output_dir if output_dir and
-                                     Path(output_dir).is_dir() else None) as workdir:
-        cal = _Calibrated(ramp, budget, workdir)
+    with scratch_space(output_dir) as scratch:
+        cal = _Calibrated(ramp, budget, scratch)
         block_budget = budget
         if backend == "gpu":
             from ..gpu.budget import device_budget

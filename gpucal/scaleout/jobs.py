@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import GpucalError, InputError
 
 #: ``run(input_path, output_dir, backend, options) -> written files``.
 RunFunction = Callable[[Path, Path, str, dict[str, Any]], list[Path]]
@@ -100,7 +100,7 @@ class Job:
             return None
         try:
             return self.memory(path, backend, options)
-        except (OSError, ValueError):  # unreadable input: its task reports the error
+        except (GpucalError, OSError):  # unreadable input: its task reports the error
             return None
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..io.debris import remove_debris
 from ..progress import ProgressCallback
 from . import cluster as dask_cluster
 from . import records
@@ -109,12 +110,14 @@ def batch(
     out = Path(output_dir)
     _refuse_outputs_onto_inputs(the_job, paths, [Path(i) for i in inputs if Path(i).is_file()], out, job_options)
     out.mkdir(parents=True, exist_ok=True)
+    remove_debris(out)  # temporaries and scratch of killed runs (of this host's dead processes)
     report = BatchReport(job=the_job.name, backend=backend, output_dir=str(out),
                          options=records.normalise_options(job_options))
 
     todo: list[Path] = []
     for path in paths:
-        complete = None if overwrite else records.completed_outputs(out, stem(path), the_job.name, job_options)
+        complete = None if overwrite else records.completed_outputs(out, stem(path), the_job.name, job_options,
+                                                                    path)
         if complete is None:
             todo.append(path)
         else:
@@ -189,28 +192,47 @@ def _run(client: Any, job: Job, todo: list[Path], out: Path, backend: str, optio
 
     futures = {}
     run_id = uuid.uuid4().hex[:8]
-    for path in todo:
-        resources = dask_cluster.task_resources(workers, job.memory_bytes(path, task_backend, options), path.name)
-        future = client.submit(
-            run_exposure, job, str(path), str(out), task_backend, options, threads,
-            key=f"gpucal-{job.name}-{stem(path)}-{run_id}", retries=retries, resources=resources, pure=False,
-        )
-        futures[future] = path
     finished = 0
     try:
+        for path in todo:
+            try:
+                resources = dask_cluster.task_resources(workers, job.memory_bytes(path, task_backend, options),
+                                                        path.name)
+            except Exception as exc:  # this exposure's failure, not the batch's
+                finished += _file(report, _failure(path, exc, "while planning its task"), path, finished,
+                                  len(todo), progress)
+                continue
+            future = client.submit(
+                run_exposure, job, str(path), str(out), task_backend, options, threads,
+                key=f"gpucal-{job.name}-{stem(path)}-{run_id}", retries=retries, resources=resources, pure=False,
+            )
+            futures[future] = path
         for future in as_completed(futures):
-            record = _record(future, futures[future])
-            report.add(record)
-            if record.status == "failed":
-                log.warning("%s failed: %s", futures[future].name, record.error)
-            else:
-                log.debug("%s done in %.2f s on %s", futures[future].name, record.seconds or 0.0, record.worker)
-            finished += 1
-            if progress is not None:
-                progress(finished, len(todo))
+            finished += _file(report, _record(future, futures[future]), futures[future], finished, len(todo),
+                              progress)
     except BaseException:
         client.cancel(list(futures))
         raise
+
+
+def _file(report: BatchReport, record: TaskRecord, path: Path, finished: int, total: int,
+          progress: ProgressCallback | None) -> int:
+    """Add ``record`` to the report, log it and advance the progress; returns 1 (one more finished)."""
+    report.add(record)
+    if record.status == "failed":
+        log.warning("%s failed: %s", path.name, record.error)
+    else:
+        log.debug("%s done in %.2f s on %s", path.name, record.seconds or 0.0, record.worker)
+    if progress is not None:
+        progress(finished + 1, total)
+    return 1
+
+
+def _failure(path: Path, exc: BaseException, when: str = "") -> TaskRecord:
+    """A failure record of ``path`` from ``exc`` (``when`` is added to the error text)."""
+    error = f"{type(exc).__name__}: {exc}" + (f" ({when})" if when else "")
+    return TaskRecord(str(path), "failed", error=error,
+                      traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
 
 def _record(future: Any, path: Path) -> TaskRecord:
@@ -223,8 +245,6 @@ def _record(future: Any, path: Path) -> TaskRecord:
     try:
         return TaskRecord(**future.result())
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        if type(exc).__name__ == "KilledWorker":
-            error += " (each attempt ended its worker process: out of memory? see the worker logs)"
-        return TaskRecord(str(path), "failed", error=error,
-                          traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        killed = type(exc).__name__ == "KilledWorker"
+        return _failure(path, exc, "each attempt ended its worker process: out of memory? see the worker logs"
+                        if killed else "")
