@@ -68,7 +68,7 @@ kernels-registers: nvrtc-env
 	$(NVRTC_VENV)/bin/python tools/nvrtc_kernels.py --markdown docs/kernels_registers.md
 
 demo: install
-	$(BIN)/gpucal demo -o demo_out
+	$(BIN)/gpucal demo -o demo_out --overwrite
 
 test: install-test nvrtc-env
 	$(VPY) -m pytest -q $(PYTEST_ARGS)

@@ -1,16 +1,15 @@
-"""Compile every gpucal kernel module as CuPy does at run time, then report ptxas's resources.
+"""Compile every gpucal kernel module as it is compiled at run time, then report ptxas's resources.
 
 Runs in a venv with CuPy and NVIDIA's NVRTC/nvcc wheels but no GPU (``make nvrtc-env``
 makes one: ``.venv-nvrtc``). For each ``gpucal/kernels/*.cu`` and each architecture:
 
-1. CuPy's own compile path, fed the ``RawModule`` arguments of ``gpucal.gpu.compile``
-   (``gpucal.gpu.prebuild.compile_module``): CuPy's include paths, ``-ftz=true``,
-   ``--device-as-default-execution-space`` and ``-arch=sm_XX`` are added by CuPy itself, and
-   NVRTC produces the cubin a device of that architecture would load. The options NVRTC
-   received and its log are recorded.
-2. The same with CuPy's PTX route (``CUPY_COMPILE_WITH_PTX``; also what CuPy does for an
-   architecture newer than its NVRTC), and that PTX through ``ptxas -v -arch=sm_XX`` of the
-   nvcc wheel: registers, stack, spills and warnings per ``__global__`` function.
+1. ``gpucal.gpu.compile.raw_module`` itself, with real CuPy: only what needs a device is
+   answered here (the current device, the architecture CuPy picks from it, loading the
+   cubin), so NVRTC gets what it gets on a GPU of that architecture, options appended by
+   CuPy included. The options NVRTC received, its log and the cubin are recorded.
+2. The same with CuPy's PTX route (``CUPY_COMPILE_WITH_PTX``; also what CuPy does for a
+   device newer than its NVRTC), and that PTX through ``ptxas -v -arch=sm_XX`` of the nvcc
+   wheel: registers, stack, spills and warnings per ``__global__`` function.
 
     .venv-nvrtc/bin/python tools/nvrtc_kernels.py --json -            # the figures, as JSON
     .venv-nvrtc/bin/python tools/nvrtc_kernels.py --markdown docs/kernels_registers.md
@@ -76,7 +75,7 @@ class NvrtcRecorder:
 
 
 def _kernel_call(calls: list[dict[str, Any]]) -> dict[str, Any]:
-    """The compile of the module itself (CuPy also compiles an empty source for its cache key)."""
+    """The compile of the module itself (CuPy's cache path also compiles an empty source)."""
     real = [c for c in calls if c["source"].strip()]
     if len(real) != 1:
         raise RuntimeError(f"expected one NVRTC compile of the module, saw {len(real)}")
@@ -103,26 +102,64 @@ def parse_ptxas(text: str) -> tuple[dict[str, dict[str, int]], list[str]]:
     return kernels, warnings
 
 
-def check_module(name: str, arch: str, ptxas: Path, workdir: Path) -> dict[str, Any]:
-    """Both compiles of one module for one architecture (see the module docstring)."""
-    from cupy.cuda import compiler
+class DeviceAnswers:
+    """What gpucal's compile path asks of a device, answered for architecture ``arch``: the
+    current device (0), the ``-arch`` CuPy picks (CuPy's own rule, given the architecture
+    instead of reading it from a device) and a ``Module`` that keeps the binary unloaded."""
 
-    from gpucal.gpu.prebuild import compile_module
+    def __init__(self, arch: str, ptx: bool) -> None:
+        import cupy
+        from cupy.cuda import compiler
 
-    result: dict[str, Any] = {}
+        self.binaries: list[bytes] = []
+        answers = self
+
+        class Module:
+            def load(self, binary) -> None:
+                answers.binaries.append(binary)
+
+            def get_function(self, name):
+                raise RuntimeError("no device: the module is compiled, not loaded")
+
+        def arch_option(requested=None):
+            if not ptx and int(arch) <= int(compiler._get_max_compute_capability()):
+                return f"-arch=sm_{arch}", "cubin"
+            return f"-arch=compute_{arch}", "ptx"
+
+        self._patches = [(cupy.cuda.runtime, "getDevice", lambda: 0), (cupy.cuda.function, "Module", Module),
+                         (compiler, "_get_arch_for_options_for_nvrtc", arch_option)]
+        self._saved = [(owner, name, getattr(owner, name)) for owner, name, _ in self._patches]
+
+    def __enter__(self) -> DeviceAnswers:
+        for owner, name, value in self._patches:
+            setattr(owner, name, value)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for owner, name, value in self._saved:
+            setattr(owner, name, value)
+
+
+def compile_as_at_run_time(name: str, arch: str, ptx: bool = False) -> dict[str, Any]:
+    """One NVRTC compile of module ``name`` through ``gpucal.gpu.compile.raw_module``."""
+    from gpucal.gpu import compile as gpu_compile
+
     recorder = NvrtcRecorder()
     try:
-        compile_module(name, arch)  # 1. as RawModule on an sm_<arch> device: a cubin
-        cubin = _kernel_call(recorder.calls)
-        recorder.calls.clear()
-        compiler._use_ptx, use_ptx = True, compiler._use_ptx
-        try:
-            compile_module(name, arch)  # 2. CuPy's PTX route, for ptxas
-        finally:
-            compiler._use_ptx = use_ptx
-        ptx = _kernel_call(recorder.calls)
+        with DeviceAnswers(arch, ptx):
+            gpu_compile._LOADED.clear()  # compiled once per process and device: compile again
+            gpu_compile.raw_module(name)
     finally:
         recorder.close()
+        gpu_compile._LOADED.clear()
+    return _kernel_call(recorder.calls)
+
+
+def check_module(name: str, arch: str, ptxas: Path, workdir: Path) -> dict[str, Any]:
+    """Both compiles of one module for one architecture (see the module docstring)."""
+    result: dict[str, Any] = {}
+    cubin = compile_as_at_run_time(name, arch)  # 1. as on an sm_<arch> device: a cubin
+    ptx = compile_as_at_run_time(name, arch, ptx=True)  # 2. CuPy's PTX route, for ptxas
     if cubin["method"] != "cubin" or f"-arch=sm_{arch}" not in cubin["options"]:
         raise RuntimeError(f"CuPy did not build a cubin for sm_{arch}: {cubin['method']} {cubin['options']}")
     result["nvrtc_options"] = cubin["options"]
@@ -142,7 +179,7 @@ def run(archs: tuple[str, ...] = ARCHS) -> dict[str, Any]:
     import cupy
     from cupy.cuda import nvrtc
 
-    from gpucal.gpu.prebuild import module_names
+    from gpucal.gpu.compile import KERNEL_DIR
 
     ptxas = ptxas_path()
     version = subprocess.run([str(ptxas), "--version"], capture_output=True, text=True).stdout
@@ -154,7 +191,7 @@ def run(archs: tuple[str, ...] = ARCHS) -> dict[str, Any]:
         "modules": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for name in module_names():
+        for name in sorted(p.stem for p in KERNEL_DIR.glob("*.cu")):
             report["modules"][name] = {}
             for arch in archs:
                 try:
@@ -182,12 +219,13 @@ def markdown(report: dict[str, Any]) -> str:
         "Generated by `make kernels-registers` (`tools/nvrtc_kernels.py` in `.venv-nvrtc`); do not edit.",
         f"CuPy {report['cupy']}, NVRTC {report['nvrtc']}, ptxas {report['ptxas']} (CUDA 12 wheels), no GPU.",
         "",
-        "Each module is compiled through CuPy's own compile path with the `RawModule` arguments of",
-        "`gpucal.gpu.compile`, so NVRTC gets what it gets on a device (CuPy adds its include paths,",
-        "`-ftz=true`, `--device-as-default-execution-space` and `-arch=sm_XX`; the cubin route).",
-        "The figures come from ptxas on the PTX of CuPy's PTX route for the same options",
-        "(`ptxas -v --fmad=false`); `tests/test_kernels_nvrtc.py` checks that no module has a",
-        "compile warning or a spill. Registers are per thread; stack and spills in bytes.",
+        "Each module is compiled by `gpucal.gpu.compile.raw_module` itself with real CuPy, only the",
+        "device queries answered for the architecture, so NVRTC gets what it gets on such a GPU",
+        "(`gpucal.gpu.compile.nvrtc_options`: ours, then the `-arch=sm_XX` and",
+        "`--device-as-default-execution-space` CuPy appends). The figures come from ptxas on the",
+        "PTX of CuPy's PTX route for the same options (`ptxas -v --fmad=false`);",
+        "`tests/test_kernels_nvrtc.py` checks that no module has a compile warning or a spill.",
+        "Registers are per thread; stack and spills in bytes.",
         "",
         "| module | kernel | " + " | ".join(f"sm_{a} registers | sm_{a} stack | sm_{a} spills" for a in archs) + " |",
         "|---|---|" + "---|---|---|" * len(archs),

@@ -113,6 +113,20 @@ def _start_local_cluster(gpus: int, n_workers: int | None) -> Any:
     return cluster
 
 
+def cluster_backend(backend: str, gpu_workers: bool) -> str:
+    """The backend every task of a batch runs with, decided once for the cluster.
+
+    ``"gpu"`` when asked for, or when ``backend`` is ``"auto"`` and the workers declare GPUs;
+    otherwise ``"cpu"``. Never ``"auto"``: each process of a CPU cluster would otherwise find
+    the node's GPU on its own and open a context on GPU 0, all of them on the same device.
+    """
+    if backend == "gpu" or (backend == "auto" and gpu_workers):
+        return "gpu"
+    if backend == "auto":
+        log.info("no worker declares a GPU resource: the tasks run on the CPU (GPU workers declare GPU=1)")
+    return "cpu"
+
+
 def worker_info(client: Any) -> dict[str, dict[str, Any]]:
     """The scheduler's view of each worker (address -> info with resources, host, nthreads)."""
     try:

@@ -8,9 +8,8 @@ order, each phase in its own processes, under its own time limit and the run's b
 1. ``setup``: the wheels of ``.whl/`` installed offline into a temporary folder (nothing else
    is installed; gpucal runs from this checkout); a fresh, empty CuPy kernel cache.
 2. ``device``: the device (from CuPy), its memory and the versions, as ``gpucal info`` reads them.
-3. ``kernel-cache``: gpucal's modules compiled cold through NVRTC, then prebuilt without the
-   device (``CUDA_VISIBLE_DEVICES=``, as in a ``docker build``) by ``gpucal.gpu.prebuild`` and
-   loaded with the device with NVRTC forbidden: proves the image's prebuilt cache is found.
+3. ``kernel-compile``: gpucal's modules compiled in a fresh process (NVRTC, in memory, as
+   every gpucal process does on first use), timed.
 4. ``pytest``: ``pytest -m gpu`` (the CuPy paths against ``cpu_fallback``), on every test file
    with GPU tests; files whose imports are missing skip with the reason.
 5. the benchmarks, each with ``--backends cpu,gpu`` and without stcal/jwst/drizzle references.
@@ -92,34 +91,25 @@ if reason is None:
                free_bytes=int(free_device_memory(0)),
                runtime=cupy.cuda.runtime.runtimeGetVersion(), driver=cupy.cuda.runtime.driverGetVersion())
     try:
-        from cupy.cuda import nvrtc
-        out["nvrtc"] = ".".join(map(str, nvrtc.getVersion()))
+        out["nvrtc"] = ".".join(map(str, cupy.cuda.nvrtc.getVersion()))
     except Exception as exc:
         out["nvrtc"] = f"unavailable ({exc})"
 print("GPUCHECK-JSON " + json.dumps(out))
 """
 
-# Loads every kernel module with NVRTC forbidden: each must come from CUPY_CACHE_DIR.
-CACHE_PROBE = r"""
-import json, re, sys, time
-from cupy.cuda import compiler
-from gpucal.gpu.compile import KERNEL_DIR, raw_module
-from gpucal.gpu.prebuild import module_names
-forbid = sys.argv[1] == "forbid"
-if forbid:
-    def no_nvrtc(*args, **kwargs):
-        raise RuntimeError("NVRTC was called: the module was not in the prebuilt cache")
-    compiler._compile_using_nvrtc_no_warning = no_nvrtc
-loaded, missed = 0, []
-start = time.perf_counter()
-for name in module_names():
-    try:
-        for function in re.findall(r"__global__\s+void\s+(\w+)\s*\(", (KERNEL_DIR / f"{name}.cu").read_text()):
-            raw_module(name).get_function(function)
-        loaded += 1
-    except Exception as exc:
-        missed.append(f"{name}: {type(exc).__name__}: {exc}")
-print("GPUCHECK-JSON " + json.dumps({"loaded": loaded, "missed": missed, "seconds": time.perf_counter() - start}))
+# Compiles every kernel module in a fresh process, as each gpucal process does on first use.
+COMPILE_PROBE = r"""
+import json, re, time
+from gpucal.gpu.compile import KERNEL_DIR, kernel
+start, per_module, kernels = time.perf_counter(), {}, 0
+for path in sorted(KERNEL_DIR.glob("*.cu")):
+    t = time.perf_counter()
+    for function in re.findall(r"__global__\s+void\s+(\w+)\s*\(", path.read_text()):
+        kernel(path.stem, function)
+        kernels += 1
+    per_module[path.stem] = time.perf_counter() - t
+print("GPUCHECK-JSON " + json.dumps({"modules": len(per_module), "kernels": kernels,
+                                     "seconds": time.perf_counter() - start, "per_module": per_module}))
 """
 
 
@@ -221,29 +211,13 @@ class Check:
             self.failed.append("device")
             self.say(f"   no usable GPU: {info.get('gpu_unavailable_reason') or r['status']}")
 
-    def kernel_cache(self) -> None:
-        if self.rehearsal:
-            self.results["phases"]["kernel-cache"] = {"status": "skipped: the stand-in has no CuPy compiler"}
-            return
-        cc = str(self.results.get("device", {}).get("compute_capability", ""))
-        if not cc:
-            self.results["phases"]["kernel-cache"] = {"status": "skipped: no device"}
-            return
-        cold_env = dict(self.env, CUPY_CACHE_DIR=str(self.tmp / "cache-cold"))
-        cold = self.run("kernel-cache: cold NVRTC compile", [sys.executable, "-c", CACHE_PROBE, "allow"], 120, cold_env)
-        prebuilt_env = dict(self.env, CUPY_CACHE_DIR=str(self.tmp / "cache-prebuilt"))
-        no_device = dict(prebuilt_env, CUDA_VISIBLE_DEVICES="")
-        build = self.run("kernel-cache: prebuild with no device visible",
-                         [sys.executable, "-m", "gpucal.gpu.prebuild", "--arch", cc], 120, no_device)
-        hit = self.run("kernel-cache: load with NVRTC forbidden", [sys.executable, "-c", CACHE_PROBE, "forbid"],
-                       60, prebuilt_env)
-        info = {"arch": cc, "cold": self.probe_json(cold["output"]), "prebuild": build["status"],
-                "prebuild_s": build["seconds"], "prebuilt": self.probe_json(hit["output"])}
-        info["status"] = "ok" if (info["prebuilt"] and not info["prebuilt"]["missed"] and build["status"] == "ok") \
-            else "failed"
-        if info["status"] != "ok":
-            self.failed.append("kernel-cache")
-        self.results["phases"]["kernel-cache"] = info
+    def kernel_compile(self) -> None:
+        r = self.run("kernel-compile: every module in a fresh process", [sys.executable, "-c", COMPILE_PROBE], 120)
+        info = self.probe_json(r["output"]) or {}
+        info["status"] = r["status"]
+        if r["status"] != "ok":
+            self.failed.append("kernel-compile")
+        self.results["phases"]["kernel-compile"] = info
 
     def pytest(self) -> None:
         files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py")
@@ -398,16 +372,10 @@ def markdown(results: dict[str, Any]) -> str:
               f"- CuPy {device.get('cupy', '-')}, CUDA runtime {device.get('runtime', '-')}, driver "
               f"{device.get('driver', '-')}, NVRTC {device.get('nvrtc', '-')}; Python {device.get('python', '-')}, "
               f"numpy {device.get('numpy', '-')}"]
-    cache = results["phases"].get("kernel-cache", {})
-    if "cold" in cache:
-        cold, pre = cache.get("cold") or {}, cache.get("prebuilt") or {}
-        lines.append(f"- kernel cache: cold NVRTC compile of {cold.get('loaded', '?')} modules "
-                     f"{_cell(cold.get('seconds'))} s; prebuilt without a device (sm_{cache['arch']}, "
-                     f"{_cell(cache.get('prebuild_s'))} s) then loaded with NVRTC forbidden: "
-                     f"{pre.get('loaded', 0)} loaded in {_cell(pre.get('seconds'))} s"
-                     + (f", missed: {'; '.join(pre['missed'])}" if pre.get("missed") else ""))
-    else:
-        lines.append(f"- kernel cache: {cache.get('status', 'not run')}")
+    compiled = results["phases"].get("kernel-compile", {})
+    lines.append(f"- kernel compile in a fresh process (NVRTC, in memory, as every gpucal process does): "
+                 f"{compiled.get('modules', '?')} modules, {compiled.get('kernels', '?')} kernels in "
+                 f"{_cell(compiled.get('seconds'))} s ({compiled.get('status', 'not run')})")
     t = results["phases"].get("pytest", {})
     lines.append(f"- `pytest -m gpu` ({t.get('files', '?')} files): {t.get('passed', 0)} passed, "
                  f"{t.get('failed', 0)} failed, {t.get('errors', 0)} errors, {t.get('skipped', 0)} skipped "
@@ -460,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         check.setup()
         check.device()
         if "device" not in check.failed:
-            check.kernel_cache()
+            check.kernel_compile()
             check.pytest()
             check.benches()
     finally:
