@@ -9,12 +9,15 @@ sums in ulp).
 
     python bench/cube.py                 # 4 dithers x 0.45 M points, emsm and drizzle
     python bench/cube.py --quick         # 1 dither x 0.11 M points
+    python bench/cube.py --no-reference  # against gpucal's CPU backend, without jwst (a GPU machine)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +118,12 @@ def main(argv=None) -> int:
     parser.add_argument("--along", type=int, default=21, help="pixels along a slice per row (21: ~0.45 M points)")
     parser.add_argument("--weightings", default="emsm,drizzle")
     parser.add_argument("--backends", default="cpu,gpu")
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help="time and compare against gpucal's CPU backend instead of jwst's C "
+                             "(automatic when jwst is not installed)")
+    parser.add_argument("--json", type=Path, default=OUT_DIR / "cube.json", help="where the rows go")
     args = parser.parse_args(argv)
+    reference = "jwst" if args.reference and importlib.util.find_spec("jwst") is not None else "gpucal cpu"
     if args.quick:
         args.dithers, args.along = 1, 5
     import gpucal
@@ -126,24 +134,28 @@ def main(argv=None) -> int:
     npts = sum(d["wave"].size for d in data)
     print(f"# {env['date']}  commit {env['commit']}  cpu: {env['cpu']}  gpu: {env['gpu'] or 'none'}")
     print(f"# grid {g[0].size}x{g[1].size}x{g[2].size} voxels, {args.dithers} dithers, {npts} points")
-    print("weighting | backend | jwst s | gpucal s | ratio | Mpoints/s | agreement")
+    print(f"# reference: {'jwst ' + version('jwst') if reference == 'jwst' else 'gpucal cpu backend'}")
+    print("weighting | backend | ref s | gpucal s | ratio | Mpoints/s | agreement")
     rows = []
     for weighting in args.weightings.split(","):
         def call(impl, backend=None, weighting=weighting):
             if weighting == "drizzle":
                 return [run_drizzle(impl, d, g, backend) for d in data]
             return [run_pointcloud(impl, d, g, weighting, backend) for d in data]
-        t_ref, _, refs = timed(lambda: call("jwst"))
+        if reference == "jwst":
+            t_ref, _, refs = timed(lambda: call("jwst"))
+        else:
+            t_ref, _, refs = timed(lambda: call("gpucal", "cpu"))
         for backend in backends:
             if backend == "gpu":
                 call("gpucal", "gpu")  # warm-up: compile, allocate
             t, _, gots = timed(lambda: call("gpucal", backend))
-            row = dict(weighting=weighting, backend=backend, jwst_s=t_ref, gpucal_s=t, ratio=t_ref / t,
-                       mpoints_s=npts / t / 1e6, agreement=agreement(refs, gots), points=npts)
+            row = dict(weighting=weighting, backend=backend, reference=reference, ref_s=t_ref, gpucal_s=t,
+                       ratio=t_ref / t, mpoints_s=npts / t / 1e6, agreement=agreement(refs, gots), points=npts)
             rows.append(row)
             print(f"{weighting} | {backend} | {t_ref:.3f} | {t:.3f} | {t_ref / t:.2f} | {npts / t / 1e6:.2f} | "
                   f"{row['agreement']}", flush=True)
-    write_json(OUT_DIR / "cube.json", dict(environment=env, rows=rows))
+    write_json(args.json, dict(environment=env, rows=rows))
     return 0
 
 

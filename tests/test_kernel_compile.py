@@ -136,7 +136,11 @@ def test_ramp_fit_host_build_keeps_float32_denormals():
 
 def _libnvrtc():
     spec = importlib.util.find_spec("nvidia")
-    for root in (spec.submodule_search_locations if spec else []):
+    # The NVRTC wheel of this venv, else that of make nvrtc-env's .venv-nvrtc (there in CI).
+    nvrtc_venv = Path(__file__).resolve().parent.parent / ".venv-nvrtc"
+    roots = list(spec.submodule_search_locations if spec else [])
+    roots += sorted(glob.glob(str(nvrtc_venv / "lib" / "python3*" / "site-packages" / "nvidia")))
+    for root in roots:
         for path in sorted(glob.glob(str(Path(root) / "cuda_nvrtc" / "lib" / "libnvrtc.so.*"))):
             if "alt" not in path and "builtins" not in path:
                 return ctypes.CDLL(path)
