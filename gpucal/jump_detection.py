@@ -39,9 +39,10 @@ from cpu_fallback.jump import (
     two_point_block,
 )
 from gpucal.backend import resolve_backend
+from gpucal.bad_calibration import calibration_flags
 from gpucal.chunking import DEFAULT_CPU_MEMORY, cache_block, cpu_workers, parse_memory, rows_per_block
 from gpucal.progress import ProgressCallback
-from gpucal.dq import DO_NOT_USE, JUMP_DET, NO_GAIN_VALUE, SATURATED
+from gpucal.dq import DO_NOT_USE, JUMP_DET, SATURATED
 from gpucal.errors import InputError
 from gpucal.ramp import Ramp
 
@@ -107,10 +108,13 @@ def detect_jumps(
     ramp : Ramp or path
         The exposure; it is never modified.
     gain : ndarray or path
-        Gain (e/DN), shape ``(ny, nx)``, or a GAIN reference file. NaN or non-positive
-        gain flags the pixel NO_GAIN_VALUE | DO_NOT_USE in the pixel DQ.
+        Gain (e/DN), shape ``(ny, nx)``, or a GAIN reference file. A NaN, infinite,
+        zero or negative gain flags the pixel NO_GAIN_VALUE | DO_NOT_USE in the pixel DQ;
+        a gain with no usable value raises InputError.
     readnoise : ndarray or path
-        CDS read noise (DN), shape ``(ny, nx)``, or a READNOISE reference file.
+        CDS read noise (DN), shape ``(ny, nx)``, or a READNOISE reference file. A NaN,
+        infinite, zero or negative value flags the pixel DO_NOT_USE | OTHER_BAD_PIXEL;
+        none usable raises InputError.
     backend : {"gpu", "cpu", "auto"}, optional
         Where to run; default :func:`gpucal.get_backend`.
     rejection_threshold, three_group_rejection_threshold, four_group_rejection_threshold
@@ -191,8 +195,7 @@ def detect_jumps(
 
     # section 3: pixel DQ for bad gain, electrons-scale constants
     pixeldq = np.array(ramp.pixeldq, dtype=np.uint32, copy=True)
-    bad_gain = (gain_2d <= 0.0) | np.isnan(gain_2d)
-    pixeldq[bad_gain] |= np.uint32(NO_GAIN_VALUE | DO_NOT_USE)
+    pixeldq |= calibration_flags(gain_2d, readnoise_2d, step="jump", pixeldq=pixeldq)
     rn_e = readnoise_2d * gain_2d
     rn2 = rn_e * rn_e
     with np.errstate(all="ignore"):

@@ -22,6 +22,7 @@ import numpy as np
 
 from cpu_fallback.ramp_fit import FitParams, ramp_fit_block
 from gpucal.backend import resolve_backend
+from gpucal.bad_calibration import calibration_flags
 from gpucal.chunking import DEFAULT_CPU_MEMORY, cache_block, cpu_workers, parse_memory, rows_per_block
 from gpucal.progress import ProgressCallback
 from gpucal.dq import DO_NOT_USE, PERSISTENCE, SATURATED
@@ -62,10 +63,13 @@ def ramp_fit(
     ramp : Ramp or path
         The exposure (a :class:`gpucal.Ramp`, or a ``_ramp.fits``/``_uncal.fits`` path).
     gain : ndarray or path
-        Gain in electrons/DN, shape ``(ny, nx)``, or a GAIN reference file. NaN or
-        non-positive gain flags the pixel DO_NOT_USE | NO_GAIN_VALUE.
+        Gain in electrons/DN, shape ``(ny, nx)``, or a GAIN reference file. A NaN,
+        infinite, zero or negative gain flags the pixel DO_NOT_USE | NO_GAIN_VALUE (its
+        rate is NaN); a gain with no usable value raises InputError.
     readnoise : ndarray or path
-        CDS read noise in DN, shape ``(ny, nx)``, or a READNOISE reference file.
+        CDS read noise in DN, shape ``(ny, nx)``, or a READNOISE reference file. A NaN,
+        infinite, zero or negative value flags the pixel DO_NOT_USE | OTHER_BAD_PIXEL;
+        none usable raises InputError.
     backend : {"gpu", "cpu", "auto"}, optional
         Where to run; default :func:`gpucal.get_backend`.
     save_opt : bool
@@ -86,7 +90,15 @@ def ramp_fit(
     RampFitResult
         ``rate`` (2-D) and ``rateints`` (3-D) products, or both None when nothing can
         be fitted (every pixel saturated in its first group, or a MIRI exposure with
-        fewer than two usable groups), and ``fitopt`` when ``save_opt``.
+        fewer than two usable groups), and ``fitopt`` when ``save_opt``. A ramp whose
+        data are NaN in every fitted group is fitted as if every group were DO_NOT_USE
+        (stcal would give it a rate of 0); the count is logged.
+
+    Raises
+    ------
+    InputError
+        Bad shapes or dtypes, a gain or read noise without one usable value, or data
+        that are NaN in every ramp.
     """
     start_time = time.perf_counter()
     ramp = ramp if isinstance(ramp, Ramp) else Ramp.from_fits(ramp)
@@ -96,6 +108,7 @@ def ramp_fit(
                else _reference_array(average_dark_current, "average_dark_current", ramp))
     name = resolve_backend(backend)
     budget = parse_memory(max_memory)
+    cal_dq = calibration_flags(gain_2d, readnoise_2d, step="ramp_fit", pixeldq=ramp.pixeldq)
 
     suppress = bool(suppress_one_group) and ramp.ngroups > 1
     window = _group_window(ramp, suppress)
@@ -115,14 +128,15 @@ def ramp_fit(
         device_budget = int(0.7 * free_device_memory()) if budget is None else budget
         # two blocks are on the device at once (one computing, one copying)
         rows = rows_per_block(ramp.ny, ramp.nx, 2 * device_bytes_per_pixel(fp), device_budget)
-        blocks = _blocks(ramp, rows, gain_2d, sigma_r, dark_2d, outputs)
+        blocks = _blocks(fp, ramp, rows, gain_2d, sigma_r, dark_2d, cal_dq, outputs)
         fit_blocks_gpu(fp, blocks, outputs.store_with_progress(progress, ramp), table)
     else:
-        _fit_cpu(fp, ramp, gain_2d, sigma_r, dark_2d, table, outputs, budget, progress)
+        _fit_cpu(fp, ramp, gain_2d, sigma_r, dark_2d, cal_dq, table, outputs, budget, progress)
 
     elapsed = time.perf_counter() - start_time
     samples = fp.nints * ramp.ngroups * ramp.ny * ramp.nx
     log.debug("ramp_fit %s on %s: %.2f s, %.1f Msamples/s", ramp.shape, name, elapsed, samples / elapsed / 1e6)
+    _report_nan_ramps(outputs.nan_ramps, fp.nints * ramp.ny * ramp.nx, meta)
     if outputs.all_first_saturated:
         log.warning("every pixel is saturated in its first group: no rate products")
         return RampFitResult(rate=None, rateints=None, backend=name, elapsed_s=elapsed, meta=meta)
@@ -210,6 +224,15 @@ def _reference_array(value, name: str, ramp: Ramp) -> np.ndarray:
     return array.astype(np.float32)
 
 
+def _report_nan_ramps(count: int, total: int, meta: dict) -> None:
+    if count == total:
+        raise InputError(f"the data of {meta.get('FILENAME', 'the exposure')} are NaN in every group of every "
+                         "ramp: nothing to fit")
+    if count:
+        log.warning("ramp_fit: %d of %d ramps (integration x pixel) have NaN data in every fitted group: "
+                    "fitted as DO_NOT_USE, their rateints are NaN", count, total)
+
+
 def first_group_saturated(groupdq: np.ndarray, g_first: int) -> bool:
     """True when every ramp of the block is SATURATED in its first fitted group."""
     return bool(np.all(groupdq[:, g_first] & np.uint8(SATURATED)))
@@ -223,6 +246,7 @@ class _ExposureOutputs:
         npix = ny * nx
         self.block = BlockOutputs.allocate(fp, npix)
         self.all_first_saturated = True
+        self.nan_ramps = 0
         self._lock = threading.Lock()
         self._done = 0
 
@@ -286,30 +310,39 @@ class _ExposureOutputs:
                              meta=meta)
 
 
-def _load_block(ramp: Ramp, r0: int, r1: int, gain: np.ndarray, sigma_r: np.ndarray,
-                dark: np.ndarray) -> BlockInputs:
-    """Read rows ``[r0, r1)`` of the exposure as one block of pixels."""
+def _load_block(fp: FitParams, ramp: Ramp, r0: int, r1: int, gain: np.ndarray, sigma_r: np.ndarray,
+                dark: np.ndarray, cal_dq: np.ndarray) -> tuple[BlockInputs, int]:
+    """Read rows ``[r0, r1)`` of the exposure as one block of pixels, with the calibration
+    flags ``cal_dq`` in its pixel DQ and every group of an all-NaN ramp DO_NOT_USE; also
+    returns the number of such ramps."""
     blk = ramp.block(r0, r1)
     npix = (r1 - r0) * ramp.nx
+    data = blk.data.reshape(ramp.nints, ramp.ngroups, npix)
+    groupdq = blk.groupdq.reshape(ramp.nints, ramp.ngroups, npix)
+    nan_ramps = np.isnan(data[:, fp.g_first : fp.g_first + fp.ngroups]).all(axis=1)
+    n_nan = int(np.count_nonzero(nan_ramps))
+    if n_nan:
+        groupdq |= np.where(nan_ramps, np.uint8(DO_NOT_USE), np.uint8(0))[:, None, :]
     return BlockInputs(
-        data=blk.data.reshape(ramp.nints, ramp.ngroups, npix),
-        groupdq=blk.groupdq.reshape(ramp.nints, ramp.ngroups, npix),
-        pixeldq=blk.pixeldq.reshape(npix),
+        data=data,
+        groupdq=groupdq,
+        pixeldq=(blk.pixeldq | cal_dq[r0:r1]).reshape(npix),
         gain=np.ascontiguousarray(gain[r0:r1]).reshape(npix),
         sigma_r=np.ascontiguousarray(sigma_r[r0:r1]).reshape(npix),
         dark=np.ascontiguousarray(dark[r0:r1]).reshape(npix),
         zeroframe=None if blk.zeroframe is None else blk.zeroframe.reshape(ramp.nints, npix),
-    )
+    ), n_nan
 
 
-def _blocks(ramp: Ramp, rows: int, gain: np.ndarray, sigma_r: np.ndarray, dark: np.ndarray,
-            outputs: _ExposureOutputs) -> Iterator[tuple[int, int, Callable[[], BlockInputs]]]:
+def _blocks(fp: FitParams, ramp: Ramp, rows: int, gain: np.ndarray, sigma_r: np.ndarray, dark: np.ndarray,
+            cal_dq: np.ndarray, outputs: _ExposureOutputs) -> Iterator[tuple[int, int, Callable[[], BlockInputs]]]:
     """``(row_start, row_stop, load)`` for each row block; ``load`` reads the block."""
 
     def loader(r0: int, r1: int) -> Callable[[], BlockInputs]:
         def load() -> BlockInputs:
-            inputs = _load_block(ramp, r0, r1, gain, sigma_r, dark)
+            inputs, n_nan = _load_block(fp, ramp, r0, r1, gain, sigma_r, dark, cal_dq)
             outputs.note_first_group(inputs.groupdq)
+            outputs.nan_ramps += n_nan
             return inputs
 
         return load
@@ -329,11 +362,11 @@ _CPU_JOBS: dict[int, dict] = {}
 _JOB_IDS = itertools.count()
 
 
-def _fit_rows(job_id: int, r0: int, r1: int) -> tuple[int, int, BlockOutputs, bool]:
+def _fit_rows(job_id: int, r0: int, r1: int) -> tuple[int, int, BlockOutputs, bool, int]:
     """Fit rows ``[r0, r1)`` of job ``job_id``, in cache-sized pixel slices."""
     job = _CPU_JOBS[job_id]
     fp = job["fp"]
-    inputs = _load_block(job["ramp"], r0, r1, job["gain"], job["sigma_r"], job["dark"])
+    inputs, n_nan = _load_block(fp, job["ramp"], r0, r1, job["gain"], job["sigma_r"], job["dark"], job["cal_dq"])
     npix = inputs.data.shape[2]
     out = BlockOutputs.allocate(fp, npix)
     step = job["pixels_per_slice"]
@@ -341,11 +374,11 @@ def _fit_rows(job_id: int, r0: int, r1: int) -> tuple[int, int, BlockOutputs, bo
         cols = slice(p0, min(p0 + step, npix))
         ramp_fit_block(fp, *(None if a is None else a[..., cols] for a in inputs), job["table"],
                        *(None if a is None else a[..., cols] for a in out))
-    return r0, r1, out, first_group_saturated(inputs.groupdq, fp.g_first)
+    return r0, r1, out, first_group_saturated(inputs.groupdq, fp.g_first), n_nan
 
 
 def _fit_cpu(fp: FitParams, ramp: Ramp, gain: np.ndarray, sigma_r: np.ndarray, dark: np.ndarray,
-             table: np.ndarray, outputs: _ExposureOutputs, budget: int | None,
+             cal_dq: np.ndarray, table: np.ndarray, outputs: _ExposureOutputs, budget: int | None,
              progress: ProgressCallback | None) -> None:
     """Fit row blocks with the numpy fallback, one block per core at a time.
 
@@ -363,14 +396,15 @@ def _fit_cpu(fp: FitParams, ramp: Ramp, gain: np.ndarray, sigma_r: np.ndarray, d
     # Rows are the unit of reading; a row of a long time series is still too big for the
     # cache, so each row block is fitted in cache-sized pixel slices.
     job_id = next(_JOB_IDS)
-    _CPU_JOBS[job_id] = dict(fp=fp, ramp=ramp, gain=gain, sigma_r=sigma_r, dark=dark, table=table,
+    _CPU_JOBS[job_id] = dict(fp=fp, ramp=ramp, gain=gain, sigma_r=sigma_r, dark=dark, cal_dq=cal_dq, table=table,
                              pixels_per_slice=cache_block(fp.nints * ramp.ngroups))
     ranges = [(r0, min(r0 + rows, ramp.ny)) for r0 in range(0, ramp.ny, rows)]
 
-    def finish(result: tuple[int, int, BlockOutputs, bool]) -> None:
-        r0, r1, out, first_saturated = result
+    def finish(result: tuple[int, int, BlockOutputs, bool, int]) -> None:
+        r0, r1, out, first_saturated, n_nan = result
         if not first_saturated:
             outputs.all_first_saturated = False
+        outputs.nan_ramps += n_nan
         store(r0, r1, out)
 
     try:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..bad_calibration import require_usable
 from ..errors import FileFormatError, InputError
 from ..io.fits_open import find_hdu, open_fits
 from .subarray import cut_subarray, subarray_window
@@ -89,7 +90,8 @@ def read_reference(path: str | os.PathLike[str], reftype: str, *, ramp: Ramp | N
         Not FITS, no REFTYPE, REFTYPE differs from ``reftype``, no SCI extension, or SCI
         is not 2-D.
     InputError
-        The image does not match the exposure's shape, or has no finite value.
+        The image does not match the exposure's shape, or has no finite value (GAIN,
+        READNOISE: no finite positive value).
     """
     path = Path(path)
     expected = str(reftype).strip().upper()
@@ -127,6 +129,8 @@ def read_reference(path: str | os.PathLike[str], reftype: str, *, ramp: Ramp | N
         raise InputError(f"{path}: {expected} reference has no finite value ({out.size} pixels are NaN/inf)")
     if bad:
         logger.warning("%s: %d of %d %s values are NaN or infinite", path.name, bad, out.size, expected)
+    if expected in ("GAIN", "READNOISE"):
+        require_usable(out, f"{path}: {expected} reference")
     return out
 
 
