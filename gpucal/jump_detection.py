@@ -45,11 +45,15 @@ from gpucal.progress import ProgressCallback
 from gpucal.dq import DO_NOT_USE, JUMP_DET, SATURATED
 from gpucal.errors import InputError
 from gpucal.ramp import Ramp
+from gpucal.scratch import exposure_array
 
 log = logging.getLogger(__name__)
 
 #: Working bytes per sample of the numpy fallback (electrons, differences, sorts, flags).
 CPU_BYTES_PER_SAMPLE = 64
+#: Host bytes per pixel of the 2-D arrays beside the working set (pixel DQ, gain and read-noise
+#: products, calibration flags and the checks' temporaries).
+PIXEL_BYTES = 24
 
 
 def detect_jumps(
@@ -92,6 +96,7 @@ def detect_jumps(
     time_masked_after_shower: float = 15.0,
     max_shower_amplitude: float = 4.0,
     max_memory: int | str | None = None,
+    scratch_dir: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
 ) -> Ramp:
     """Flag cosmic-ray jumps in every pixel ramp (JUMP_DET in the group DQ).
@@ -142,7 +147,15 @@ def detect_jumps(
         scikit-image), with jwst JumpStep's parameters and defaults; ``max_extended_radius``
         limits shower ellipses too.
     max_memory : int or str, optional
-        Memory budget for the working set (bytes or e.g. ``"2GB"``).
+        Host memory for the working set (bytes or e.g. ``"2GB"``; default 2 GiB): the row
+        blocks in flight and the three exposure-sized uint8 flag arrays (new group DQ, jump
+        marks, result), which are kept in memory when they fit half of it and otherwise in
+        an unlinked scratch file in ``scratch_dir``. On the GPU the blocks are sized from
+        device memory instead. The returned group DQ is one of those arrays; the 2-D
+        per-pixel arrays (gain, read noise and their products, 4 bytes a pixel each) come
+        on top.
+    scratch_dir : path, optional
+        Directory of the scratch file (default: the system temporary directory).
     progress : callable, optional
         ``progress(done_pixels, total_pixels)`` after each block of each pass (the
         total counts both passes).
@@ -230,7 +243,18 @@ def detect_jumps(
         flag_4_neighbors=bool(flag_4_neighbors), after_jump_n1=n1, after_jump_n2=n2,
     )
 
-    gdq = np.empty((nints, ngroups, ny, nx), dtype=np.uint8)
+    # the three exposure-sized flag arrays: in memory when they fit half the host budget
+    host_budget = DEFAULT_CPU_MEMORY if budget is None else budget
+    nsamples = nints * ngroups * ny * nx
+    in_memory = 3 * nsamples <= host_budget // 2
+    block_budget = host_budget - 3 * nsamples if in_memory else host_budget
+    if not in_memory:
+        log.info("jump: the flag arrays (%.1f MiB) go to a scratch file", 3 * nsamples / 2**20)
+
+    def flag_array() -> np.ndarray:
+        return exposure_array((nints, ngroups, ny, nx), np.uint8, in_memory=in_memory, directory=scratch_dir)
+
+    gdq = flag_array()
     if skipped:
         log.info("jump detection skipped: fewer than 3 usable groups in some integration")
         rows = cache_block(nints * ngroups * nx)
@@ -242,7 +266,7 @@ def detect_jumps(
             gdq, n_extended = _showers(ramp, gain_2d, rn_e, gdq, pixeldq, shower, masked=False)
         return _new_ramp(ramp, gdq, pixeldq, -99, n_extended)
 
-    marks = np.empty_like(gdq)
+    marks = flag_array()
     total = 2 * ny * nx
     counter = _Progress(progress, total)
 
@@ -256,7 +280,7 @@ def detect_jumps(
         stage1 = list(_stage1_blocks(ramp, rows, gain_2d, rn2))
         detect_blocks_gpu(fp, stage1, gdq, marks, counter.add)
     else:
-        rows = _cpu_rows(fp, ny, nx, budget)
+        rows = _cpu_rows(fp, ny, nx, block_budget)
         _stage1_cpu(fp, ramp, rows, gain_2d, rn2, gdq, marks, counter.add)
 
     if clip:
@@ -264,14 +288,14 @@ def detect_jumps(
     n_primary = int(np.count_nonzero(gdq & np.uint8(JUMP_DET)))
 
     # pass 2: neighbours, after-jump flags, clean-up (one-row halo)
-    out = np.empty_like(gdq)
+    out = flag_array()
     if name == "gpu":
         from gpucal.gpu.jump import neighbour_blocks_gpu, neighbour_bytes_per_pixel
 
         rows = rows_per_block(ny, nx, neighbour_bytes_per_pixel(fp), device_budget)
         neighbour_blocks_gpu(fp, gdq, marks, out, rows, counter.add)
     else:
-        rows = _cpu_rows(fp, ny, nx, budget)
+        rows = _cpu_rows(fp, ny, nx, block_budget)
         _stage2_cpu(fp, gdq, marks, out, rows, counter.add)
 
     n_extended = _snowballs(out, snowball)
