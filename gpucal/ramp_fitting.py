@@ -27,6 +27,7 @@ from gpucal.chunking import DEFAULT_CPU_MEMORY, cache_block, cpu_workers, parse_
 from gpucal.progress import ProgressCallback
 from gpucal.dq import DO_NOT_USE, PERSISTENCE, SATURATED
 from gpucal.errors import InputError
+from gpucal.memory_peak import PeakMemory, note_worker_growth, private_dirty_bytes
 from gpucal.products import FitOptProduct, RampFitResult, RateProduct
 from gpucal.ramp import Ramp
 from gpucal.ramp_fit_io import BlockInputs, BlockOutputs
@@ -37,6 +38,26 @@ log = logging.getLogger(__name__)
 #: Working bytes per sample of the numpy fallback (float64 values, rates, sorted
 #: differences, flags and their copies), measured on 1x10x1024x1024.
 CPU_BYTES_PER_SAMPLE = 96
+#: Host bytes per pixel of the 2-D inputs a fit derives (scaled read noise, dark, calibration
+#: flags and the checks' temporaries), beside the products.
+PIXEL_BYTES = 24
+
+
+def result_bytes(ramp: Ramp, *, save_opt: bool = False) -> int:
+    """Host memory a fit holds besides its row blocks: the products (rate, and rateints per
+    integration: four float32 planes and a uint32 DQ; with ``save_opt`` the per-segment
+    arrays, twice, as they are trimmed at the end) and :data:`PIXEL_BYTES` a pixel."""
+    npix = ramp.ny * ramp.nx
+    total = npix * (20 * (1 + ramp.nints) + PIXEL_BYTES)
+    if save_opt:
+        max_segs, max_crs = max(1, (ramp.ngroups + 1) // 2), max(ramp.ngroups - 1, 0)
+        total += 2 * 4 * npix * ramp.nints * (7 * max_segs + 1 + max_crs) + 8 * npix
+    return total
+
+
+def minimum_working_bytes(ramp: Ramp) -> int:
+    """The smallest working set of the CPU path: one detector row per worker."""
+    return ramp.nints * ramp.ngroups * CPU_BYTES_PER_SAMPLE * cpu_workers() * ramp.nx
 
 
 def ramp_fit(
@@ -78,8 +99,10 @@ def ramp_fit(
         Treat ramps with a single good group as having none (jwst's default).
         Ignored (off) for one-group exposures.
     max_memory : int or str, optional
-        Memory the fit may use for its working set, in bytes or as ``"2GB"``; on the
-        GPU the default is most of the free device memory, on the CPU 2 GiB.
+        Memory the fit may use for its working set (the row blocks in flight), in bytes or
+        as ``"2GB"``; on the GPU the default is most of the free device memory, on the CPU
+        2 GiB. The products and 2-D inputs come on top (:func:`result_bytes`); the CLI's
+        ``--max-memory`` covers them too.
     average_dark_current : ndarray, optional
         Average dark current (DN/s) per pixel, added to the Poisson variance.
     progress : callable, optional
@@ -362,9 +385,21 @@ _CPU_JOBS: dict[int, dict] = {}
 _JOB_IDS = itertools.count()
 
 
-def _fit_rows(job_id: int, r0: int, r1: int) -> tuple[int, int, BlockOutputs, bool, int]:
-    """Fit rows ``[r0, r1)`` of job ``job_id``, in cache-sized pixel slices."""
+def _fit_rows(job_id: int, r0: int, r1: int) -> tuple[int, int, BlockOutputs, bool, int, tuple[int, int | None]]:
+    """Fit rows ``[r0, r1)`` of job ``job_id``; in a worker process, also measure how much
+    memory the block added to the worker (returned with the worker's pid)."""
     job = _CPU_JOBS[job_id]
+    if os.getpid() == job["parent"]:
+        return _fit_rows_here(job, r0, r1) + ((os.getpid(), None),)
+    private = private_dirty_bytes()
+    with PeakMemory(register=False) as meter:
+        result = _fit_rows_here(job, r0, r1)
+    own = None if private is None or meter.peak_above_start is None else private + meter.peak_above_start
+    return result + ((os.getpid(), own),)
+
+
+def _fit_rows_here(job: dict, r0: int, r1: int) -> tuple[int, int, BlockOutputs, bool, int]:
+    """Fit rows ``[r0, r1)`` in cache-sized pixel slices: outputs, first-group saturation, NaN ramps."""
     fp = job["fp"]
     inputs, n_nan = _load_block(fp, job["ramp"], r0, r1, job["gain"], job["sigma_r"], job["dark"], job["cal_dq"])
     npix = inputs.data.shape[2]
@@ -397,11 +432,13 @@ def _fit_cpu(fp: FitParams, ramp: Ramp, gain: np.ndarray, sigma_r: np.ndarray, d
     # cache, so each row block is fitted in cache-sized pixel slices.
     job_id = next(_JOB_IDS)
     _CPU_JOBS[job_id] = dict(fp=fp, ramp=ramp, gain=gain, sigma_r=sigma_r, dark=dark, cal_dq=cal_dq, table=table,
+                             parent=os.getpid(),
                              pixels_per_slice=cache_block(fp.nints * ramp.ngroups))
     ranges = [(r0, min(r0 + rows, ramp.ny)) for r0 in range(0, ramp.ny, rows)]
 
-    def finish(result: tuple[int, int, BlockOutputs, bool, int]) -> None:
-        r0, r1, out, first_saturated, n_nan = result
+    def finish(result: tuple[int, int, BlockOutputs, bool, int, tuple[int, int | None]]) -> None:
+        r0, r1, out, first_saturated, n_nan, (pid, growth) = result
+        note_worker_growth(pid, growth)
         if not first_saturated:
             outputs.all_first_saturated = False
         outputs.nan_ramps += n_nan

@@ -95,7 +95,8 @@ def read_reference(path: str | os.PathLike[str], reftype: str, *, ramp: Ramp | N
     """
     path = Path(path)
     expected = str(reftype).strip().upper()
-    with open_fits(path, memmap=False) as hdul:
+    # memory-mapped where astropy can (unscaled images): only the native copy below is process memory
+    with open_fits(path) as hdul:
         primary = hdul[0].header
         actual = primary.get("REFTYPE")
         if actual is None:
