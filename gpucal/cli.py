@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rf.add_argument(
         "--max-memory", type=_size_arg, metavar="SIZE",
-        help="memory the fit may use, e.g. 2GB or 512MB (binary units; "
-             "default: most of the free GPU memory, 2 GiB on the CPU)",
+        help="host memory the command may add, products included, e.g. 2GB or 512MB (binary units; "
+             "default: 2 GiB for the row blocks, plus the products)",
     )
     rf.set_defaults(func=_cmd_ramp_fit)
 
@@ -186,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     jump.add_argument("--find-showers", action="store_true", help="flag MIRI showers; needs scikit-image")
     jump.add_argument(
         "--max-memory", type=_size_arg, metavar="SIZE",
-        help="memory the detection may use, e.g. 2GB or 512MB (binary units; "
-             "default: most of the free GPU memory, 2 GiB on the CPU)",
+        help="host memory the command may add, e.g. 2GB or 512MB (binary units; default 2 GiB; "
+             "the flag arrays go to a scratch file when they do not fit half of it)",
     )
     jump.add_argument("--overwrite", action="store_true", help="replace an existing _jump.fits")
     jump.set_defaults(func=_cmd_jump)
@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where to write products (default: next to FILE)")
     d1.add_argument("--save-calibrated-ramp", action="store_true", help="also write {name}_ramp.fits")
     d1.add_argument("--max-memory", type=_size_arg, metavar="SIZE",
-                    help="host memory budget, e.g. 2GB (binary units; default 2 GiB)")
+                    help="host memory the run may add, products and references included, e.g. 2GB (binary "
+                         "units; default 2 GiB); refused at once, with the minimum, when too small")
     d1.set_defaults(func=_cmd_detector1)
 
     _add_batch_parser(sub, [verbosity, backend])
@@ -418,6 +419,19 @@ def _open_ramp(path: Path) -> Any:
         raise _ExitWith(message if path.name in message else f"{path}: {message}") from exc
 
 
+def _working_memory(budget: int | None, floor: int, minimum: int, what: str) -> int | None:
+    """The working set a step may use out of ``--max-memory``: the budget less the ``floor`` its
+    products and per-pixel arrays hold; a usage error below ``floor + minimum``."""
+    if budget is None:
+        return None
+    if budget < floor + minimum:
+        raise _ExitWith(f"--max-memory {_format_bytes(budget)} is below what {what} needs: "
+                        f"{_format_bytes(floor)} for its products and per-pixel arrays plus "
+                        f"{_format_bytes(minimum)} for one row block; use at least "
+                        f"{-(-(floor + minimum) // 2**20)}MB")
+    return budget - floor
+
+
 def _required_references(args: argparse.Namespace, ramp: Any, path: Path) -> tuple[Path, Path]:
     """The gain and read-noise files of ``ramp-fit`` and ``jump``, logged with the exposure."""
     gain = _reference_path("gain", args.gain, "R_GAIN", ramp, path)
@@ -434,7 +448,9 @@ def _cmd_ramp_fit(args: argparse.Namespace) -> int:
     from .backend import resolve_backend
     from .demo import msamples_per_s
     from .io import output_prefix
+    from .memory_peak import PeakMemory
     from .progress import ProgressReporter
+    from .ramp_fitting import minimum_working_bytes, result_bytes
 
     # Fail fast on an unusable backend, before reading anything.
     backend = resolve_backend(args.backend)
@@ -442,36 +458,39 @@ def _cmd_ramp_fit(args: argparse.Namespace) -> int:
     path: Path = args.file
     ramp = _open_ramp(path)
     gain, readnoise = _required_references(args, ramp, path)
+    working = _working_memory(args.max_memory, result_bytes(ramp, save_opt=args.save_opt),
+                              minimum_working_bytes(ramp), "ramp-fit")
 
     ramp_fit = _load_ramp_fit()
     start = time.perf_counter()
-    with ProgressReporter(total=ramp.ny * ramp.nx, desc="ramp_fit", unit="px", enabled=not args.quiet) as progress:
-        result = ramp_fit(
-            ramp, gain, readnoise,
-            backend=backend,
-            save_opt=args.save_opt,
-            suppress_one_group=args.suppress_one_group,
-            max_memory=args.max_memory,
-            progress=progress,
-        )
-    wall = time.perf_counter() - start
+    with PeakMemory() as peak:
+        with ProgressReporter(total=ramp.ny * ramp.nx, desc="ramp_fit", unit="px", enabled=not args.quiet) as progress:
+            result = ramp_fit(
+                ramp, gain, readnoise,
+                backend=backend,
+                save_opt=args.save_opt,
+                suppress_one_group=args.suppress_one_group,
+                max_memory=working,
+                progress=progress,
+            )
+        wall = time.perf_counter() - start
 
-    if result.rate is None:
-        raise _ExitWith(
-            f"nothing could be fitted in {path} (every pixel is saturated in its first group, or "
-            "no usable group is left); no product written", EXIT_NOTHING_FITTED,
-        )
+        if result.rate is None:
+            raise _ExitWith(
+                f"nothing could be fitted in {path} (every pixel is saturated in its first group, or "
+                "no usable group is left); no product written", EXIT_NOTHING_FITTED,
+            )
 
-    out_dir: Path = args.output_dir if args.output_dir is not None else path.parent
-    prefix = output_prefix(path, out_dir)
-    written = _write_products(result, prefix, args.save_opt)
+        out_dir: Path = args.output_dir if args.output_dir is not None else path.parent
+        prefix = output_prefix(path, out_dir)
+        written = _write_products(result, prefix, args.save_opt)
     for p in written:
         log.info("wrote %s", p)
 
     seconds = float(result.elapsed_s or wall)
     log.info(
-        "ramp-fit %s on %s: %.2f s, %.1f Msamples/s",
-        "x".join(map(str, ramp.shape)), result.backend, seconds, msamples_per_s(ramp.shape, seconds),
+        "ramp-fit %s on %s: %.2f s, %.1f Msamples/s, %s",
+        "x".join(map(str, ramp.shape)), result.backend, seconds, msamples_per_s(ramp.shape, seconds), peak.summary(),
     )
     return EXIT_OK
 
@@ -551,20 +570,29 @@ def _cmd_jump(args: argparse.Namespace) -> int:
     if target.exists() and not args.overwrite:
         raise _ExitWith(f"{target} exists; pass --overwrite to replace it")
     gain, readnoise = _required_references(args, ramp, path)
+    from .jump_detection import CPU_BYTES_PER_SAMPLE, PIXEL_BYTES
+    from .memory_peak import PeakMemory
+
+    row = ramp.nints * ramp.ngroups * ramp.nx * CPU_BYTES_PER_SAMPLE
+    working = _working_memory(args.max_memory, PIXEL_BYTES * ramp.ny * ramp.nx, row, "jump")
 
     detect_jumps = _load_detect_jumps()
     start = time.perf_counter()
-    with ProgressReporter(total=2 * ramp.ny * ramp.nx, desc="jump", unit="px", enabled=not args.quiet) as progress:
-        result = detect_jumps(ramp, gain, readnoise, backend=backend, rejection_threshold=args.rejection_threshold,
-                              flag_4_neighbors=args.flag_4_neighbors,
-                              expand_large_events=args.expand_large_events, find_showers=args.find_showers,
-                              max_memory=args.max_memory, progress=progress)
-    seconds = time.perf_counter() - start
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = result.to_fits(target, overwrite=args.overwrite)
+    with PeakMemory() as peak:
+        with ProgressReporter(total=2 * ramp.ny * ramp.nx, desc="jump", unit="px",
+                              enabled=not args.quiet) as progress:
+            result = detect_jumps(ramp, gain, readnoise, backend=backend,
+                                  rejection_threshold=args.rejection_threshold,
+                                  flag_4_neighbors=args.flag_4_neighbors,
+                                  expand_large_events=args.expand_large_events, find_showers=args.find_showers,
+                                  max_memory=working, scratch_dir=out_dir if out_dir.is_dir() else None,
+                                  progress=progress)
+        seconds = time.perf_counter() - start
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = result.to_fits(target, overwrite=args.overwrite)
     log.info("wrote %s", written)
-    log.info("jump %s on %s: %.2f s, %.1f Msamples/s, %s primary jump samples", "x".join(map(str, ramp.shape)),
-             backend, seconds, msamples_per_s(ramp.shape, seconds), result.meta.get("JUMPNPRI"))
+    log.info("jump %s on %s: %.2f s, %.1f Msamples/s, %s primary jump samples, %s", "x".join(map(str, ramp.shape)),
+             backend, seconds, msamples_per_s(ramp.shape, seconds), result.meta.get("JUMPNPRI"), peak.summary())
     return EXIT_OK
 
 

@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 
 from ..backend import to_host
-from ..chunking import DEFAULT_CPU_MEMORY, parse_memory
 from ..errors import GpucalError, InputError
+from ..memory_peak import PeakMemory
 from ..products import RampFitResult, RateProduct
 from ..ramp import Ramp
 from ..steps._derive import like
+from .memory_plan import BLOCK_BYTES_PER_SAMPLE, BLOCK_COPIES, plan_memory
 from .steps import STATUS_KEYWORDS, STEP_REFTYPES, is_miri, needed_reftypes, plan_steps, step_function, step_order
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,6 @@ log = logging.getLogger(__name__)
 
 class NothingFittedError(GpucalError):
     """Ramp fitting had nothing to fit (every pixel saturated in its first group); no product."""
-
-#: Copies of one integration block alive at once inside the chain (input, step output, temporaries).
-BLOCK_COPIES = 3
 
 _READERS = {"mask": "read_mask", "saturation": "read_saturation", "superbias": "read_superbias",
             "linearity": "read_linearity", "dark": "read_dark", "gain": "read_gain", "readnoise": "read_readnoise"}
@@ -107,13 +105,13 @@ def _gain_factor(ramp: Ramp, gain_ref: Any) -> float | None:
 # ------------------------------------------------------------------ plan
 def integrations_per_block(ramp: Ramp, budget: int) -> int:
     """Integrations per block so that :data:`BLOCK_COPIES` copies fit half of ``budget``; 0 when one does not."""
-    per_int = ramp.ngroups * ramp.ny * ramp.nx * 5  # float32 data + uint8 groupdq
+    per_int = ramp.ngroups * ramp.ny * ramp.nx * BLOCK_BYTES_PER_SAMPLE
     return int(min((budget // 2) // (BLOCK_COPIES * per_int), ramp.nints))
 
 
 def rows_per_block(ramp: Ramp, budget: int, halo: int) -> int:
     """Interior rows of one integration's row block (plus ``halo`` rows each side) within half of ``budget``."""
-    per_row = BLOCK_COPIES * ramp.ngroups * ramp.nx * 5
+    per_row = BLOCK_COPIES * ramp.ngroups * ramp.nx * BLOCK_BYTES_PER_SAMPLE
     rows = (budget // 2) // per_row - 2 * halo
     if rows < 1:
         raise InputError(f"memory budget of {budget / 2**20:.1f} MiB cannot hold {2 * halo + 1} rows of one "
@@ -168,10 +166,10 @@ def _ref_rows(refs: Mapping[str, Any], params: Mapping[str, dict], rows: slice) 
 class _Calibrated:
     """The calibrated ramp being assembled: in memory, or memory-mapped in ``workdir``."""
 
-    def __init__(self, ramp: Ramp, budget: int, workdir: str):
+    def __init__(self, ramp: Ramp, in_memory: bool, workdir: str):
         shape = ramp.shape
         nbytes = int(np.prod(shape, dtype=np.int64)) * 5
-        if nbytes <= budget // 2:
+        if in_memory:
             self.data, self.groupdq = np.empty(shape, np.float32), np.empty(shape, np.uint8)
         else:
             log.info("calibrated ramp (%.1f MiB) kept in a memory-mapped file in %s", nbytes / 2**20, workdir)
@@ -228,10 +226,9 @@ def _self_skipped(name: str, ramp: Ramp) -> bool:
 def _group_step(name: str, r: Ramp, refs: Mapping[str, Any], params: dict, backend: str | None,
                 step_memory: int | None, exposure_start: bool, state: dict) -> Ramp:
     func = step_function(name)
-    kw: dict[str, Any] = dict(params, backend=backend)
+    kw: dict[str, Any] = dict(params, backend=backend, max_memory=step_memory)
     if name == "refpix":
         return func(r, exposure_start=exposure_start, **kw)
-    kw["max_memory"] = step_memory
     if name in ("group_scale", "firstframe", "lastframe"):
         return func(r, **kw)
     if name == "dq_init":
@@ -269,9 +266,10 @@ def _halo(names: list[str], refs: Mapping[str, Any], params: Mapping[str, dict])
 class _Chain:
     """Runs a list of group-level steps on a block, timing each and recording its status."""
 
-    def __init__(self, refs, params, backend, step_memory, timer: _Timer, state: dict):
+    def __init__(self, refs, params, backend, step_memory, refpix_memory, timer: _Timer, state: dict):
         self.refs, self.params, self.backend = refs, params, backend
         self.step_memory, self.timer, self.state = step_memory, timer, state
+        self.refpix_memory = refpix_memory
 
     def run(self, r: Ramp, names: list[str], exposure_start: bool, refs=None, params=None) -> Ramp:
         """The steps ``names`` on block ``r``; on the GPU the block is uploaded once and every step
@@ -319,7 +317,8 @@ class _Chain:
         zf = None if cal.zeroframe is None else cal.zeroframe[i:i + 1]
         one = like(ramp, view, cal.groupdq[i:i + 1], pdq, zf)
         done = self.timer.run("refpix", lambda: step_function("refpix")(
-            one, backend=self.backend, exposure_start=i == 0, out=view, **self.params["refpix"]))
+            one, backend=self.backend, exposure_start=i == 0, out=view, max_memory=self.refpix_memory,
+            **self.params["refpix"]))
         self.timer.status["refpix"] = _status("refpix", done, self.state)
         if zf is not None and done.zeroframe is not zf:
             zf[...] = done.zeroframe
@@ -363,8 +362,14 @@ def detector1(
     output_dir : path, optional
         Where ``<name>_rate.fits`` and ``<name>_rateints.fits`` go; None writes nothing.
     max_memory : int or str, optional
-        Host memory budget (bytes or e.g. ``"2GB"``; default 2 GiB): sets the integration
-        blocks, whether the calibrated ramp is memory-mapped, and the steps' row blocks.
+        Bound on the host memory the run adds (anonymous memory: heap and arrays; bytes or
+        e.g. ``"2GB"``; default 2 GiB, or the minimum below when larger). Part of it is a floor
+        (rate/rateints products, 20 bytes a pixel each plane; the reference arrays; 48 bytes a
+        pixel of 2-D arrays); the rest plans the integration or row blocks, refpix's planes,
+        jump's and ramp_fit's row blocks, and whether the calibrated ramp and jump's flag
+        arrays are in memory or in scratch files (page cache, not counted). A budget below the
+        floor plus one refpix plane and one row block of each step raises InputError naming
+        the minimum. See docs/algorithms/detector1_pipeline.md, "Memory".
     progress : callable, optional
         ``progress(done_integrations, nints)`` after each integration block.
 
@@ -399,11 +404,21 @@ def detector1_result(
     max_memory: int | str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RampFitResult:
-    """As :func:`detector1`, returning the whole :class:`RampFitResult` (rate and rateints)."""
+    """As :func:`detector1`, returning the whole :class:`RampFitResult` (rate and rateints).
+
+    The last log line gives the run's time and its peak host memory (:mod:`gpucal.memory_peak`).
+    """
+    start = time.perf_counter()
+    with PeakMemory() as peak:
+        result = _run(input, refs, backend, steps, save_calibrated_ramp, output_dir, max_memory, progress)
+    log.info("detector1: done in %.2f s, %s", time.perf_counter() - start, peak.summary())
+    return result
+
+
+def _run(input, refs, backend, steps, save_calibrated_ramp, output_dir, max_memory, progress) -> RampFitResult:
     from ..backend import resolve_backend
     from ..refs.resolve import resolve_references
 
-    start = time.perf_counter()
     backend = resolve_backend(backend)
     ramp, path = _open(input)
     skips, params = plan_steps(ramp, steps)
@@ -417,6 +432,11 @@ def detector1_result(
                 ramp, ["superbias"], refs, input_path=path)["superbias"]
         except InputError:
             log.info("saturation: no SUPERBIAS reference, bias taken as 0")
+    order = [n for n in step_order(ramp) if n not in ("jump", "clean_flicker_noise", "ramp_fit", "gain_scale")]
+    late_refpix = miri and not skips["refpix"]
+    # refuse a budget below the floor before any reference is read (sizes from their headers)
+    plan_memory(ramp, {k: v for k, v in resolved.items() if k != "superbias_for_saturation" and v is not None},
+                max_memory, halo=0, refpix=not skips["refpix"])
     loaded = _load_refs(ramp, {k: v for k, v in resolved.items() if k != "superbias_for_saturation"})
     if "superbias_for_saturation" in resolved:
         sb = resolved["superbias_for_saturation"]
@@ -427,34 +447,36 @@ def detector1_result(
             log.info("detector1: %s skipped, its reference is N/A", name)
             skips[name] = True
 
-    budget = parse_memory(max_memory) or DEFAULT_CPU_MEMORY
-    # given a budget, the steps share it; else each uses its own default (on the GPU: device memory)
-    step_memory = None if max_memory is None else max(budget // 8, 1 << 20)
-    tail_memory = None if max_memory is None else budget // 2
-    order = [n for n in step_order(ramp) if n not in ("jump", "clean_flicker_noise", "ramp_fit", "gain_scale")]
-    late_refpix = miri and not skips["refpix"]
     block_steps = [n for n in order if not skips[n] and not (late_refpix and n == "refpix")]
+    halo = _halo(block_steps, loaded, params)
+    plan = plan_memory(ramp, loaded, max_memory, halo=halo, refpix=not skips["refpix"])
+    log.info("detector1: host memory %s", plan.describe())
+    work = plan.work
+    # The steps share the working share. On the GPU without a budget each step sizes its
+    # blocks from free device memory instead.
+    host_budgets = backend != "gpu" or max_memory is not None
+    step_memory = max(work // 8, 1 << 20) if host_budgets else None
+    tail_memory = work // 2 if host_budgets else None
     timer = _Timer()
     timer.status.update({n: "SKIPPED" for n in step_order(ramp) if skips[n]})
     log.info("detector1: %s on %s, steps %s", ramp, backend, " -> ".join(n for n in step_order(ramp) if not skips[n]))
 
     with tempfile.TemporaryDirectory(prefix="gpucal_d1_", dir=output_dir if output_dir and
                                      Path(output_dir).is_dir() else None) as workdir:
-        cal = _Calibrated(ramp, budget, workdir)
-        block_budget = budget
+        cal = _Calibrated(ramp, plan.buffers_in_memory(ramp), workdir)
+        block_budget = work
         if backend == "gpu":
             from ..backend import free_device_memory
 
             # the whole block and the steps' block-sized temporaries live on the device at once
-            block_budget = min(budget, free_device_memory() // 3)
+            block_budget = min(work, free_device_memory() // 3)
         per_block = integrations_per_block(ramp, block_budget)
-        state: dict[str, Any] = {}
-        chain = _Chain(loaded, params, backend, step_memory, timer, state)
+        state: dict[str, Any] = {"scratch_dir": workdir}
+        chain = _Chain(loaded, params, backend, step_memory, work // 2, timer, state)
         if per_block == 0:
-            halo = _halo(block_steps, loaded, params)
             rows = rows_per_block(ramp, block_budget, halo)
-            log.warning("one integration exceeds half the memory budget of %.1f MiB: streaming row blocks of %d "
-                        "rows (halo %d)", block_budget / 2**20, rows, halo)
+            log.info("one integration exceeds half the working memory of %.1f MiB: streaming row blocks of %d "
+                     "rows (halo %d)", block_budget / 2**20, rows, halo)
             avg = np.zeros((ramp.ny, ramp.nx), np.float32)
             for i in range(ramp.nints):
                 chain.integration_by_rows(ramp, i, cal, block_steps, rows, halo, avg)
@@ -472,7 +494,7 @@ def detector1_result(
         calibrated = cal.ramp()
         if late_refpix:  # in place on the assembled ramp
             calibrated = timer.run("refpix", lambda: step_function("refpix")(
-                calibrated, backend=backend, out=calibrated.data, **params["refpix"]))
+                calibrated, backend=backend, out=calibrated.data, max_memory=work // 2, **params["refpix"]))
             timer.status["refpix"] = _status("refpix", calibrated, state)
         result = _tail(calibrated, skips, params, loaded, resolved, state, backend, tail_memory, timer)
         meta = {STATUS_KEYWORDS[n]: timer.status[n] for n in timer.status if n in STATUS_KEYWORDS}
@@ -483,7 +505,6 @@ def detector1_result(
             log.info("detector1: %-20s %8.3f s", name, sec)
         if output_dir is not None:
             _write(result, state["calibrated_ramp"] if save_calibrated_ramp else None, ramp, path, Path(output_dir))
-    log.info("detector1: done in %.2f s", time.perf_counter() - start)
     return result
 
 
@@ -491,7 +512,8 @@ def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, memory, t
     gain, readnoise = loaded.get("gain"), loaded.get("readnoise")
     if not skips["jump"]:
         ramp = timer.run("jump", lambda: step_function("jump")(ramp, gain, readnoise, backend=backend,
-                                                               max_memory=memory, **params["jump"]))
+                                                               max_memory=memory, scratch_dir=state["scratch_dir"],
+                                                               **params["jump"]))
         timer.status["jump"] = "COMPLETE"
     if not skips["clean_flicker_noise"]:
         import inspect
@@ -514,9 +536,9 @@ def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, memory, t
     if not skips["gain_scale"]:
         factor = _gain_factor(ramp, resolved.get("gain"))
         gs = step_function("gain_scale")
-        result.rate = timer.run("gain_scale", lambda: gs(result.rate, factor, backend=backend))
+        result.rate = timer.run("gain_scale", lambda: gs(result.rate, factor, backend=backend, in_place=True))
         if result.rateints is not None:
-            result.rateints = gs(result.rateints, factor, backend=backend)
+            result.rateints = gs(result.rateints, factor, backend=backend, in_place=True)
         timer.status["gain_scale"] = "SKIPPED" if factor is None else "COMPLETE"
     return result
 
