@@ -86,8 +86,8 @@ def _samples(ramp: Ramp) -> int:
 def reference_bytes(refs: Mapping[str, Any], ramp: Ramp | None = None) -> int:
     """Bytes of the distinct arrays held by the references. A reference still given as a file
     path counts what its reader will hold, from the headers alone (each image extension's
-    leading axes times the exposure's frame, 4 bytes a value), so a run can be refused
-    before anything is read."""
+    leading axes times its frame cut to the exposure's, 4 bytes a value), so a run can be
+    refused before anything is read."""
     seen: dict[int, int] = {}
     for ref in refs.values():
         if isinstance(ref, (str, os.PathLike)):
@@ -113,8 +113,8 @@ def _file_reference_bytes(path: Path, ramp: Ramp | None) -> int:
             if header.get("XTENSION") != "IMAGE" or int(header.get("NAXIS", 0)) < 2:
                 continue
             axes = [int(header[f"NAXIS{i}"]) for i in range(1, int(header["NAXIS"]) + 1)]
-            lead = math.prod(axes[2:])
-            total += 4 * lead * (axes[0] * axes[1] if frame is None else frame)
+            own = axes[0] * axes[1]  # larger images are cut to the exposure; a kernel stays small
+            total += 4 * math.prod(axes[2:]) * (own if frame is None else min(own, frame))
     return total
 
 
