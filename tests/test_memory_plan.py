@@ -111,3 +111,18 @@ def test_peak_memory_sees_a_short_lived_array():
     assert peak.peak_above_start >= 60 * 2**20
     assert anonymous_bytes() - peak.start < 30 * 2**20  # gone, but the peak stays
     assert "peak memory" in peak.summary() and "during the run" in peak.summary()
+
+
+@pytest.mark.parametrize("command", ["ramp-fit", "jump"])
+def test_cli_budget_below_products_and_one_row_is_refused(command, tmp_path, capsys):
+    from gpucal import cli
+    from gpucal.synthetic import write_exposure
+
+    files = write_exposure(make_exposure(1, 6, 32, 40, seed=2), tmp_path, name="m")
+    out = tmp_path / "out"
+    argv = [command, str(files["ramp"]), "-o", str(out), "--backend", "cpu", "-q", "--max-memory", "8KB"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--max-memory 8.0 KiB is below what {command} needs" in err and "use at least 1MB" in err
+    assert not out.exists()
+    assert cli.main(argv[:-1] + ["1MB"]) == 0
