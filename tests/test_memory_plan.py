@@ -15,7 +15,7 @@ import gpucal
 from gpucal import steps
 from gpucal.errors import InputError
 from gpucal.memory_peak import PeakMemory, anonymous_bytes
-from gpucal.pipeline.memory_plan import OUTPUT_BYTES_PER_PIXEL, plan_memory, reference_bytes
+from gpucal.pipeline.memory_plan import OUTPUT_BYTES_PER_PIXEL, RUN_BYTES, plan_memory, reference_bytes
 from gpucal.products import RateProduct
 from gpucal.scratch import exposure_array
 from gpucal.synthetic import make_exposure
@@ -27,6 +27,7 @@ def test_plan_floor_parts_and_refusal(monkeypatch):
     refs = refs_for(ramp)
     plan = plan_memory(ramp, refs, "64MB", halo=2, refpix=True)
     assert plan.outputs == OUTPUT_BYTES_PER_PIXEL * 32 * 40 * 4
+    assert plan.floor == plan.outputs + plan.references + plan.pixel_arrays + RUN_BYTES
     assert plan.references == reference_bytes(refs) == sum(
         a.nbytes for r in refs.values() for a in (r.data, r.dq) if a is not None)
     assert plan.workers == 0  # one worker: ramp_fit runs in this process

@@ -34,6 +34,10 @@ PIXEL_SCRATCH_BYTES = 48
 #: Fixed cost of one ramp_fit worker process besides its blocks (its copies of the parent's
 #: pages that Python touches, its heap), measured on 2x10x512x512 and 2x10x1024x1024.
 WORKER_BYTES = 12 * 2**20
+#: Fixed cost of a run besides its arrays: the heap arenas of its threads and what the
+#: allocator keeps of freed blocks, the Python objects it creates (measured on 2x10x512x512,
+#: where a run without it went 6% over a budget near the minimum on a busy machine).
+RUN_BYTES = 16 * 2**20
 #: Exposure-sized buffers per sample: the calibrated ramp (float32 data, uint8 group DQ) and
 #: jump's three uint8 flag arrays.
 BUFFER_BYTES_PER_SAMPLE = 5 + 3
@@ -61,7 +65,7 @@ class MemoryPlan:
     @property
     def floor(self) -> int:
         """What the budget cannot go below before any working share."""
-        return self.outputs + self.references + self.pixel_arrays + self.workers
+        return self.outputs + self.references + self.pixel_arrays + self.workers + RUN_BYTES
 
     @property
     def work(self) -> int:
@@ -75,7 +79,8 @@ class MemoryPlan:
     def describe(self) -> str:
         return (f"budget {format_bytes(self.budget)}: floor {format_bytes(self.floor)} (rate/rateints "
                 f"{format_bytes(self.outputs)}, references {format_bytes(self.references)}, per-pixel arrays "
-                f"{format_bytes(self.pixel_arrays)}, ramp_fit worker processes {format_bytes(self.workers)}), "
+                f"{format_bytes(self.pixel_arrays)}, ramp_fit worker processes {format_bytes(self.workers)}, "
+                f"run overhead {format_bytes(RUN_BYTES)}), "
                 f"working share {format_bytes(self.work)}")
 
 
@@ -154,6 +159,6 @@ def plan_memory(ramp: Ramp, refs: Mapping[str, Any], max_memory: int | str | Non
             f"{'x'.join(map(str, ramp.shape))} exposure: a floor of {format_bytes(plan.floor)} that no chunking "
             f"shrinks (rate/rateints products {format_bytes(outputs)}, references "
             f"{format_bytes(plan.references)}, per-pixel arrays {format_bytes(plan.pixel_arrays)}, ramp_fit "
-            f"worker processes {format_bytes(plan.workers)}) plus "
+            f"worker processes {format_bytes(plan.workers)}, run overhead {format_bytes(RUN_BYTES)}) plus "
             f"{format_bytes(needed - plan.floor)} to work in; use at least {math.ceil(needed / 2**20)}MB")
     return dataclasses.replace(plan, budget=budget)
