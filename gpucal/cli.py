@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rf.add_argument(
         "--max-memory", type=_size_arg, metavar="SIZE",
-        help="host memory the fit may use, e.g. 2GB or 512MB (binary units; default 2 GiB; on the GPU: the "
-             "blocks' host copies and pinned staging)",
+        help="host memory the command may add, products included, e.g. 2GB or 512MB (binary units; "
+             "default: 2 GiB for the row blocks, plus the products; on the GPU the blocks' host copies "
+             "and pinned staging count here)",
     )
     rf.add_argument(
         "--max-device-memory", type=_size_arg, metavar="SIZE",
@@ -199,8 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     jump.add_argument("--find-showers", action="store_true", help="flag MIRI showers; needs scikit-image")
     jump.add_argument(
         "--max-memory", type=_size_arg, metavar="SIZE",
-        help="host memory the detection may use, e.g. 2GB or 512MB (binary units; default 2 GiB; on the GPU: "
-             "the blocks' host copies and pinned staging)",
+        help="host memory the command may add, e.g. 2GB or 512MB (binary units; default 2 GiB; "
+             "the flag arrays go to a scratch file when they do not fit half of it; on the GPU the blocks' "
+             "host copies and pinned staging count here)",
     )
     jump.add_argument(
         "--max-device-memory", type=_size_arg, metavar="SIZE",
@@ -236,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where to write products (default: next to FILE)")
     d1.add_argument("--save-calibrated-ramp", action="store_true", help="also write {name}_ramp.fits")
     d1.add_argument("--max-memory", type=_size_arg, metavar="SIZE",
-                    help="host memory budget, e.g. 2GB (binary units; default 2 GiB)")
+                    help="host memory the run may add, products and references included, e.g. 2GB (binary "
+                         "units; default 2 GiB); refused at once, with the minimum, when too small")
     d1.add_argument("--max-device-memory", type=_size_arg, metavar="SIZE",
                     help="GPU only: device memory budget, e.g. 40GB (default: 70%% of the free memory of the "
                          "current GPU, never more than is free)")
@@ -479,6 +482,19 @@ def _open_ramp(path: Path) -> Any:
         raise _ExitWith(message if path.name in message else f"{path}: {message}") from exc
 
 
+def _working_memory(budget: int | None, floor: int, minimum: int, what: str) -> int | None:
+    """The working set a step may use out of ``--max-memory``: the budget less the ``floor`` its
+    products and per-pixel arrays hold; a usage error below ``floor + minimum``."""
+    if budget is None:
+        return None
+    if budget < floor + minimum:
+        raise _ExitWith(f"--max-memory {_format_bytes(budget)} is below what {what} needs: "
+                        f"{_format_bytes(floor)} for its products and per-pixel arrays plus "
+                        f"{_format_bytes(minimum)} for one row block; use at least "
+                        f"{-(-(floor + minimum) // 2**20)}MB")
+    return budget - floor
+
+
 def _required_references(args: argparse.Namespace, ramp: Any, path: Path) -> tuple[Path, Path]:
     """The gain and read-noise files of ``ramp-fit`` and ``jump``, logged with the exposure."""
     gain = _reference_path("gain", args.gain, "R_GAIN", ramp, path)
@@ -496,7 +512,9 @@ def _cmd_ramp_fit(args: argparse.Namespace) -> int:
     from .demo import msamples_per_s
     from .io import output_prefix
     from .io.output_safety import check_outputs
+    from .memory_peak import PeakMemory
     from .progress import ProgressReporter
+    from .ramp_fitting import minimum_working_bytes, result_bytes
 
     # Fail fast on an unusable backend, before reading anything.
     backend = resolve_backend(args.backend)
@@ -507,36 +525,39 @@ def _cmd_ramp_fit(args: argparse.Namespace) -> int:
     out_dir: Path = args.output_dir if args.output_dir is not None else path.parent
     prefix = output_prefix(path, out_dir)
     check_outputs(_expected_products(prefix, args.save_opt), [path, gain, readnoise], overwrite=args.overwrite)
+    working = _working_memory(args.max_memory, result_bytes(ramp, save_opt=args.save_opt),
+                              minimum_working_bytes(ramp), "ramp-fit")
 
     ramp_fit = _load_ramp_fit()
     start = time.perf_counter()
-    with ProgressReporter(total=ramp.ny * ramp.nx, desc="ramp_fit", unit="px", enabled=not args.quiet) as progress:
-        result = ramp_fit(
-            ramp, gain, readnoise,
-            backend=backend,
-            save_opt=args.save_opt,
-            suppress_one_group=args.suppress_one_group,
-            max_memory=args.max_memory,
-            max_device_memory=args.max_device_memory,
-            progress=progress,
-        )
-    wall = time.perf_counter() - start
+    with PeakMemory() as peak:
+        with ProgressReporter(total=ramp.ny * ramp.nx, desc="ramp_fit", unit="px", enabled=not args.quiet) as progress:
+            result = ramp_fit(
+                ramp, gain, readnoise,
+                backend=backend,
+                save_opt=args.save_opt,
+                suppress_one_group=args.suppress_one_group,
+                max_memory=working,
+                max_device_memory=args.max_device_memory,
+                progress=progress,
+            )
+        wall = time.perf_counter() - start
 
-    if result.rate is None:
-        raise _ExitWith(
-            f"nothing could be fitted in {path} (every pixel is saturated in its first group, or "
-            "no usable group is left); no product written", EXIT_NOTHING_FITTED,
-        )
+        if result.rate is None:
+            raise _ExitWith(
+                f"nothing could be fitted in {path} (every pixel is saturated in its first group, or "
+                "no usable group is left); no product written", EXIT_NOTHING_FITTED,
+            )
 
-    _fit_provenance(result, gain, readnoise)
-    written = _write_products(result, prefix, args.save_opt, overwrite=args.overwrite)
+        _fit_provenance(result, gain, readnoise)
+        written = _write_products(result, prefix, args.save_opt, overwrite=args.overwrite)
     for p in written:
         log.info("wrote %s", p)
 
     seconds = float(result.elapsed_s or wall)
     log.info(
-        "ramp-fit %s on %s: %.2f s, %.1f Msamples/s",
-        "x".join(map(str, ramp.shape)), result.backend, seconds, msamples_per_s(ramp.shape, seconds),
+        "ramp-fit %s on %s: %.2f s, %.1f Msamples/s, %s",
+        "x".join(map(str, ramp.shape)), result.backend, seconds, msamples_per_s(ramp.shape, seconds), peak.summary(),
     )
     return EXIT_OK
 
@@ -614,7 +635,10 @@ def _cmd_jump(args: argparse.Namespace) -> int:
     from .backend import resolve_backend
     from .demo import msamples_per_s
     from .io import output_prefix
+    from .io.debris import scratch_space
     from .io.output_safety import check_outputs
+    from .jump_detection import CPU_BYTES_PER_SAMPLE, PIXEL_BYTES
+    from .memory_peak import PeakMemory
     from .progress import ProgressReporter
     from .refs.resolve import reference_keywords
 
@@ -625,22 +649,28 @@ def _cmd_jump(args: argparse.Namespace) -> int:
     target = out_dir / (output_prefix(path, out_dir).name + "_jump.fits")
     gain, readnoise = _required_references(args, ramp, path)
     check_outputs([target], [path, gain, readnoise], overwrite=args.overwrite)
+    row = ramp.nints * ramp.ngroups * ramp.nx * CPU_BYTES_PER_SAMPLE
+    working = _working_memory(args.max_memory, PIXEL_BYTES * ramp.ny * ramp.nx, row, "jump")
 
     detect_jumps = _load_detect_jumps()
     start = time.perf_counter()
-    with ProgressReporter(total=2 * ramp.ny * ramp.nx, desc="jump", unit="px", enabled=not args.quiet) as progress:
-        result = detect_jumps(ramp, gain, readnoise, backend=backend, rejection_threshold=args.rejection_threshold,
-                              flag_4_neighbors=args.flag_4_neighbors,
-                              expand_large_events=args.expand_large_events, find_showers=args.find_showers,
-                              max_memory=args.max_memory, max_device_memory=args.max_device_memory,
-                              progress=progress)
-    seconds = time.perf_counter() - start
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result.meta.update(reference_keywords({"gain": gain, "readnoise": readnoise}))  # found from any directory
-    written = result.to_fits(target, overwrite=args.overwrite)
+    with PeakMemory() as peak:
+        # the flag arrays' scratch file (when they do not fit) goes under out_dir/.gpucal-scratch/
+        with scratch_space(out_dir) as scratch, ProgressReporter(total=2 * ramp.ny * ramp.nx, desc="jump",
+                                                                 unit="px", enabled=not args.quiet) as progress:
+            result = detect_jumps(ramp, gain, readnoise, backend=backend,
+                                  rejection_threshold=args.rejection_threshold,
+                                  flag_4_neighbors=args.flag_4_neighbors,
+                                  expand_large_events=args.expand_large_events, find_showers=args.find_showers,
+                                  max_memory=working, max_device_memory=args.max_device_memory,
+                                  scratch_dir=scratch.path, progress=progress)
+        seconds = time.perf_counter() - start
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result.meta.update(reference_keywords({"gain": gain, "readnoise": readnoise}))  # found from any directory
+        written = result.to_fits(target, overwrite=args.overwrite)
     log.info("wrote %s", written)
-    log.info("jump %s on %s: %.2f s, %.1f Msamples/s, %s primary jump samples", "x".join(map(str, ramp.shape)),
-             backend, seconds, msamples_per_s(ramp.shape, seconds), result.meta.get("JUMPNPRI"))
+    log.info("jump %s on %s: %.2f s, %.1f Msamples/s, %s primary jump samples, %s", "x".join(map(str, ramp.shape)),
+             backend, seconds, msamples_per_s(ramp.shape, seconds), result.meta.get("JUMPNPRI"), peak.summary())
     return EXIT_OK
 
 

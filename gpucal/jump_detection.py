@@ -39,16 +39,21 @@ from cpu_fallback.jump import (
     two_point_block,
 )
 from gpucal.backend import resolve_backend
+from gpucal.bad_calibration import calibration_flags
 from gpucal.chunking import DEFAULT_CPU_MEMORY, cache_block, cpu_workers, parse_memory, rows_per_block
 from gpucal.progress import ProgressCallback
-from gpucal.dq import DO_NOT_USE, JUMP_DET, NO_GAIN_VALUE, SATURATED
+from gpucal.dq import DO_NOT_USE, JUMP_DET, SATURATED
 from gpucal.errors import InputError
 from gpucal.ramp import Ramp
+from gpucal.scratch import ScratchDir, exposure_array
 
 log = logging.getLogger(__name__)
 
 #: Working bytes per sample of the numpy fallback (electrons, differences, sorts, flags).
 CPU_BYTES_PER_SAMPLE = 64
+#: Host bytes per pixel of the 2-D arrays beside the working set (pixel DQ, gain and read-noise
+#: products, calibration flags and the checks' temporaries).
+PIXEL_BYTES = 24
 
 
 def detect_jumps(
@@ -92,6 +97,7 @@ def detect_jumps(
     max_shower_amplitude: float = 4.0,
     max_memory: int | str | None = None,
     max_device_memory: int | str | None = None,
+    scratch_dir: ScratchDir | None = None,
     progress: ProgressCallback | None = None,
 ) -> Ramp:
     """Flag cosmic-ray jumps in every pixel ramp (JUMP_DET in the group DQ).
@@ -108,10 +114,13 @@ def detect_jumps(
     ramp : Ramp or path
         The exposure; it is never modified.
     gain : ndarray or path
-        Gain (e/DN), shape ``(ny, nx)``, or a GAIN reference file. NaN or non-positive
-        gain flags the pixel NO_GAIN_VALUE | DO_NOT_USE in the pixel DQ.
+        Gain (e/DN), shape ``(ny, nx)``, or a GAIN reference file. A NaN, infinite,
+        zero or negative gain flags the pixel NO_GAIN_VALUE | DO_NOT_USE in the pixel DQ;
+        a gain with no usable value raises InputError.
     readnoise : ndarray or path
-        CDS read noise (DN), shape ``(ny, nx)``, or a READNOISE reference file.
+        CDS read noise (DN), shape ``(ny, nx)``, or a READNOISE reference file. A NaN,
+        infinite, zero or negative value flags the pixel DO_NOT_USE | OTHER_BAD_PIXEL;
+        none usable raises InputError.
     backend : {"gpu", "cpu", "auto"}, optional
         Where to run; default :func:`gpucal.get_backend`.
     rejection_threshold, three_group_rejection_threshold, four_group_rejection_threshold
@@ -139,11 +148,22 @@ def detect_jumps(
         scikit-image), with jwst JumpStep's parameters and defaults; ``max_extended_radius``
         limits shower ellipses too.
     max_memory : int or str, optional
-        Host memory budget for the working set (bytes or e.g. ``"2GB"``; default 2 GiB). On
-        the GPU it bounds the blocks' host copies and pinned staging buffers.
+        Host memory for the working set (bytes or e.g. ``"2GB"``; default 2 GiB): the row
+        blocks in flight and the three exposure-sized uint8 flag arrays (new group DQ, jump
+        marks, result), which are kept in memory when they fit half of it and otherwise in
+        an unlinked scratch file in ``scratch_dir``. On the GPU the blocks' share bounds
+        their host copies and pinned staging buffers (their device memory is
+        ``max_device_memory``). The returned group DQ is one of those arrays; the 2-D
+        per-pixel arrays (gain, read noise and their products, 4 bytes a pixel each) come
+        on top.
     max_device_memory : int or str, optional
         GPU only: device memory for every block in flight at once (default 70 % of the free
         memory of the current device, never more than is free); see :mod:`gpucal.gpu.budget`.
+    scratch_dir : path or callable, optional
+        Directory of the scratch file, or a function returning it that is called only when a
+        scratch file is needed (detector1 passes its run's scratch directory, made on first
+        use). Default: a scratch directory of this process under the system temporary
+        directory (:func:`gpucal.io.debris.scratch_space`), gone once the file exists.
     progress : callable, optional
         ``progress(done_pixels, total_pixels)`` after each block of each pass (the
         total counts both passes).
@@ -197,8 +217,7 @@ def detect_jumps(
 
     # section 3: pixel DQ for bad gain, electrons-scale constants
     pixeldq = np.array(ramp.pixeldq, dtype=np.uint32, copy=True)
-    bad_gain = (gain_2d <= 0.0) | np.isnan(gain_2d)
-    pixeldq[bad_gain] |= np.uint32(NO_GAIN_VALUE | DO_NOT_USE)
+    pixeldq |= calibration_flags(gain_2d, readnoise_2d, step="jump", pixeldq=pixeldq)
     rn_e = readnoise_2d * gain_2d
     rn2 = rn_e * rn_e
     with np.errstate(all="ignore"):
@@ -233,7 +252,19 @@ def detect_jumps(
         flag_4_neighbors=bool(flag_4_neighbors), after_jump_n1=n1, after_jump_n2=n2,
     )
 
-    gdq = np.empty((nints, ngroups, ny, nx), dtype=np.uint8)
+    # the three exposure-sized flag arrays: in memory when they fit half the host budget;
+    # the blocks (on the GPU: their host copies and pinned staging) get the rest
+    host_memory = DEFAULT_CPU_MEMORY if budget is None else budget
+    nsamples = nints * ngroups * ny * nx
+    in_memory = 3 * nsamples <= host_memory // 2
+    block_budget = host_memory - 3 * nsamples if in_memory else host_memory
+    if not in_memory:
+        log.info("jump: the flag arrays (%.1f MiB) go to a scratch file", 3 * nsamples / 2**20)
+
+    def flag_array() -> np.ndarray:
+        return exposure_array((nints, ngroups, ny, nx), np.uint8, in_memory=in_memory, directory=scratch_dir)
+
+    gdq = flag_array()
     if skipped:
         log.info("jump detection skipped: fewer than 3 usable groups in some integration")
         rows = cache_block(nints * ngroups * nx)
@@ -245,7 +276,7 @@ def detect_jumps(
             gdq, n_extended = _showers(ramp, gain_2d, rn_e, gdq, pixeldq, shower, masked=False)
         return _new_ramp(ramp, gdq, pixeldq, -99, n_extended)
 
-    marks = np.empty_like(gdq)
+    marks = flag_array()
     total = 2 * ny * nx
     counter = _Progress(progress, total)
 
@@ -254,7 +285,7 @@ def detect_jumps(
         from gpucal.gpu.budget import device_budget, host_budget, plan_rows, release_pinned_pool
         from gpucal.gpu.jump import detect_blocks_gpu, two_point_cost
 
-        device, host = device_budget(max_device_memory), host_budget(budget)
+        device, host = device_budget(max_device_memory), host_budget(block_budget)
         rows = plan_rows(ny, nx, two_point_cost(fp), device=device, host=host)
         stage1 = list(_stage1_blocks(ramp, rows, gain_2d, rn2))
         try:
@@ -262,7 +293,7 @@ def detect_jumps(
         finally:
             release_pinned_pool()
     else:
-        rows = _cpu_rows(fp, ny, nx, budget)
+        rows = _cpu_rows(fp, ny, nx, block_budget)
         _stage1_cpu(fp, ramp, rows, gain_2d, rn2, gdq, marks, counter.add)
 
     if clip:
@@ -270,7 +301,7 @@ def detect_jumps(
     n_primary = int(np.count_nonzero(gdq & np.uint8(JUMP_DET)))
 
     # pass 2: neighbours, after-jump flags, clean-up (one-row halo)
-    out = np.empty_like(gdq)
+    out = flag_array()
     if name == "gpu":
         from gpucal.gpu.jump import neighbour_blocks_gpu, neighbour_cost
 
@@ -280,7 +311,7 @@ def detect_jumps(
         finally:
             release_pinned_pool()
     else:
-        rows = _cpu_rows(fp, ny, nx, budget)
+        rows = _cpu_rows(fp, ny, nx, block_budget)
         _stage2_cpu(fp, gdq, marks, out, rows, counter.add)
 
     n_extended = _snowballs(out, snowball)

@@ -22,10 +22,12 @@ import numpy as np
 
 from cpu_fallback.ramp_fit import FitParams, ramp_fit_block
 from gpucal.backend import resolve_backend
+from gpucal.bad_calibration import calibration_flags
 from gpucal.chunking import DEFAULT_CPU_MEMORY, cache_block, cpu_workers, parse_memory, rows_per_block
 from gpucal.progress import ProgressCallback
 from gpucal.dq import DO_NOT_USE, PERSISTENCE, SATURATED
 from gpucal.errors import InputError
+from gpucal.memory_peak import PeakMemory, note_worker_growth, private_dirty_bytes
 from gpucal.products import FitOptProduct, RampFitResult, RateProduct
 from gpucal.ramp import Ramp
 from gpucal.ramp_fit_io import BlockInputs, BlockOutputs
@@ -36,6 +38,26 @@ log = logging.getLogger(__name__)
 #: Working bytes per sample of the numpy fallback (float64 values, rates, sorted
 #: differences, flags and their copies), measured on 1x10x1024x1024.
 CPU_BYTES_PER_SAMPLE = 96
+#: Host bytes per pixel of the 2-D inputs a fit derives (scaled read noise, dark, calibration
+#: flags and the checks' temporaries), beside the products.
+PIXEL_BYTES = 24
+
+
+def result_bytes(ramp: Ramp, *, save_opt: bool = False) -> int:
+    """Host memory a fit holds besides its row blocks: the products (rate, and rateints per
+    integration: four float32 planes and a uint32 DQ; with ``save_opt`` the per-segment
+    arrays, twice, as they are trimmed at the end) and :data:`PIXEL_BYTES` a pixel."""
+    npix = ramp.ny * ramp.nx
+    total = npix * (20 * (1 + ramp.nints) + PIXEL_BYTES)
+    if save_opt:
+        max_segs, max_crs = max(1, (ramp.ngroups + 1) // 2), max(ramp.ngroups - 1, 0)
+        total += 2 * 4 * npix * ramp.nints * (7 * max_segs + 1 + max_crs) + 8 * npix
+    return total
+
+
+def minimum_working_bytes(ramp: Ramp) -> int:
+    """The smallest working set of the CPU path: one detector row per worker."""
+    return ramp.nints * ramp.ngroups * CPU_BYTES_PER_SAMPLE * cpu_workers() * ramp.nx
 
 
 def ramp_fit(
@@ -63,10 +85,13 @@ def ramp_fit(
     ramp : Ramp or path
         The exposure (a :class:`gpucal.Ramp`, or a ``_ramp.fits``/``_uncal.fits`` path).
     gain : ndarray or path
-        Gain in electrons/DN, shape ``(ny, nx)``, or a GAIN reference file. NaN or
-        non-positive gain flags the pixel DO_NOT_USE | NO_GAIN_VALUE.
+        Gain in electrons/DN, shape ``(ny, nx)``, or a GAIN reference file. A NaN,
+        infinite, zero or negative gain flags the pixel DO_NOT_USE | NO_GAIN_VALUE (its
+        rate is NaN); a gain with no usable value raises InputError.
     readnoise : ndarray or path
-        CDS read noise in DN, shape ``(ny, nx)``, or a READNOISE reference file.
+        CDS read noise in DN, shape ``(ny, nx)``, or a READNOISE reference file. A NaN,
+        infinite, zero or negative value flags the pixel DO_NOT_USE | OTHER_BAD_PIXEL;
+        none usable raises InputError.
     backend : {"gpu", "cpu", "auto"}, optional
         Where to run; default :func:`gpucal.get_backend`.
     save_opt : bool
@@ -75,8 +100,10 @@ def ramp_fit(
         Treat ramps with a single good group as having none (jwst's default).
         Ignored (off) for one-group exposures.
     max_memory : int or str, optional
-        Host memory the fit may use for its working set, in bytes or as ``"2GB"``; default
-        2 GiB. On the GPU it bounds the blocks' host copies and pinned staging buffers.
+        Host memory the fit may use for its working set (the row blocks in flight), in bytes
+        or as ``"2GB"``; default 2 GiB. On the GPU it bounds the blocks' host copies and
+        pinned staging buffers. The products and 2-D inputs come on top
+        (:func:`result_bytes`); the CLI's ``--max-memory`` covers them too.
     max_device_memory : int or str, optional
         GPU only: device memory for every block in flight at once (default 70 % of the free
         memory of the current device, never more than is free); see :mod:`gpucal.gpu.budget`.
@@ -90,7 +117,15 @@ def ramp_fit(
     RampFitResult
         ``rate`` (2-D) and ``rateints`` (3-D) products, or both None when nothing can
         be fitted (every pixel saturated in its first group, or a MIRI exposure with
-        fewer than two usable groups), and ``fitopt`` when ``save_opt``.
+        fewer than two usable groups), and ``fitopt`` when ``save_opt``. A ramp whose
+        data are NaN in every fitted group is fitted as if every group were DO_NOT_USE
+        (stcal would give it a rate of 0); the count is logged.
+
+    Raises
+    ------
+    InputError
+        Bad shapes or dtypes, a gain or read noise without one usable value, or data
+        that are NaN in every ramp.
     """
     start_time = time.perf_counter()
     ramp = ramp if isinstance(ramp, Ramp) else Ramp.from_fits(ramp)
@@ -101,6 +136,7 @@ def ramp_fit(
     name = resolve_backend(backend)
     budget = parse_memory(max_memory)
     max_device_memory = parse_memory(max_device_memory)
+    cal_dq = calibration_flags(gain_2d, readnoise_2d, step="ramp_fit", pixeldq=ramp.pixeldq)
 
     suppress = bool(suppress_one_group) and ramp.ngroups > 1
     window = _group_window(ramp, suppress)
@@ -119,17 +155,18 @@ def ramp_fit(
 
         rows = plan_rows(ramp.ny, ramp.nx, block_cost(fp), device=device_budget(max_device_memory),
                          host=host_budget(budget), resident=resident_bytes(table))
-        blocks = _blocks(ramp, rows, gain_2d, sigma_r, dark_2d, outputs)
+        blocks = _blocks(fp, ramp, rows, gain_2d, sigma_r, dark_2d, cal_dq, outputs)
         try:
             fit_blocks_gpu(fp, blocks, outputs.store_with_progress(progress, ramp), table)
         finally:
             release_pinned_pool()
     else:
-        _fit_cpu(fp, ramp, gain_2d, sigma_r, dark_2d, table, outputs, budget, progress)
+        _fit_cpu(fp, ramp, gain_2d, sigma_r, dark_2d, cal_dq, table, outputs, budget, progress)
 
     elapsed = time.perf_counter() - start_time
     samples = fp.nints * ramp.ngroups * ramp.ny * ramp.nx
     log.debug("ramp_fit %s on %s: %.2f s, %.1f Msamples/s", ramp.shape, name, elapsed, samples / elapsed / 1e6)
+    _report_nan_ramps(outputs.nan_ramps, fp.nints * ramp.ny * ramp.nx, meta)
     if outputs.all_first_saturated:
         log.warning("every pixel is saturated in its first group: no rate products")
         return RampFitResult(rate=None, rateints=None, backend=name, elapsed_s=elapsed, meta=meta)
@@ -217,6 +254,15 @@ def _reference_array(value, name: str, ramp: Ramp) -> np.ndarray:
     return array.astype(np.float32)
 
 
+def _report_nan_ramps(count: int, total: int, meta: dict) -> None:
+    if count == total:
+        raise InputError(f"the data of {meta.get('FILENAME', 'the exposure')} are NaN in every group of every "
+                         "ramp: nothing to fit")
+    if count:
+        log.warning("ramp_fit: %d of %d ramps (integration x pixel) have NaN data in every fitted group: "
+                    "fitted as DO_NOT_USE, their rateints are NaN", count, total)
+
+
 def first_group_saturated(groupdq: np.ndarray, g_first: int) -> bool:
     """True when every ramp of the block is SATURATED in its first fitted group."""
     return bool(np.all(groupdq[:, g_first] & np.uint8(SATURATED)))
@@ -230,6 +276,7 @@ class _ExposureOutputs:
         npix = ny * nx
         self.block = BlockOutputs.allocate(fp, npix)
         self.all_first_saturated = True
+        self.nan_ramps = 0
         self._lock = threading.Lock()
         self._done = 0
 
@@ -293,30 +340,39 @@ class _ExposureOutputs:
                              meta=meta)
 
 
-def _load_block(ramp: Ramp, r0: int, r1: int, gain: np.ndarray, sigma_r: np.ndarray,
-                dark: np.ndarray) -> BlockInputs:
-    """Read rows ``[r0, r1)`` of the exposure as one block of pixels."""
+def _load_block(fp: FitParams, ramp: Ramp, r0: int, r1: int, gain: np.ndarray, sigma_r: np.ndarray,
+                dark: np.ndarray, cal_dq: np.ndarray) -> tuple[BlockInputs, int]:
+    """Read rows ``[r0, r1)`` of the exposure as one block of pixels, with the calibration
+    flags ``cal_dq`` in its pixel DQ and every group of an all-NaN ramp DO_NOT_USE; also
+    returns the number of such ramps."""
     blk = ramp.block(r0, r1)
     npix = (r1 - r0) * ramp.nx
+    data = blk.data.reshape(ramp.nints, ramp.ngroups, npix)
+    groupdq = blk.groupdq.reshape(ramp.nints, ramp.ngroups, npix)
+    nan_ramps = np.isnan(data[:, fp.g_first : fp.g_first + fp.ngroups]).all(axis=1)
+    n_nan = int(np.count_nonzero(nan_ramps))
+    if n_nan:
+        groupdq |= np.where(nan_ramps, np.uint8(DO_NOT_USE), np.uint8(0))[:, None, :]
     return BlockInputs(
-        data=blk.data.reshape(ramp.nints, ramp.ngroups, npix),
-        groupdq=blk.groupdq.reshape(ramp.nints, ramp.ngroups, npix),
-        pixeldq=blk.pixeldq.reshape(npix),
+        data=data,
+        groupdq=groupdq,
+        pixeldq=(blk.pixeldq | cal_dq[r0:r1]).reshape(npix),
         gain=np.ascontiguousarray(gain[r0:r1]).reshape(npix),
         sigma_r=np.ascontiguousarray(sigma_r[r0:r1]).reshape(npix),
         dark=np.ascontiguousarray(dark[r0:r1]).reshape(npix),
         zeroframe=None if blk.zeroframe is None else blk.zeroframe.reshape(ramp.nints, npix),
-    )
+    ), n_nan
 
 
-def _blocks(ramp: Ramp, rows: int, gain: np.ndarray, sigma_r: np.ndarray, dark: np.ndarray,
-            outputs: _ExposureOutputs) -> Iterator[tuple[int, int, Callable[[], BlockInputs]]]:
+def _blocks(fp: FitParams, ramp: Ramp, rows: int, gain: np.ndarray, sigma_r: np.ndarray, dark: np.ndarray,
+            cal_dq: np.ndarray, outputs: _ExposureOutputs) -> Iterator[tuple[int, int, Callable[[], BlockInputs]]]:
     """``(row_start, row_stop, load)`` for each row block; ``load`` reads the block."""
 
     def loader(r0: int, r1: int) -> Callable[[], BlockInputs]:
         def load() -> BlockInputs:
-            inputs = _load_block(ramp, r0, r1, gain, sigma_r, dark)
+            inputs, n_nan = _load_block(fp, ramp, r0, r1, gain, sigma_r, dark, cal_dq)
             outputs.note_first_group(inputs.groupdq)
+            outputs.nan_ramps += n_nan
             return inputs
 
         return load
@@ -336,11 +392,23 @@ _CPU_JOBS: dict[int, dict] = {}
 _JOB_IDS = itertools.count()
 
 
-def _fit_rows(job_id: int, r0: int, r1: int) -> tuple[int, int, BlockOutputs, bool]:
-    """Fit rows ``[r0, r1)`` of job ``job_id``, in cache-sized pixel slices."""
+def _fit_rows(job_id: int, r0: int, r1: int) -> tuple[int, int, BlockOutputs, bool, int, tuple[int, int | None]]:
+    """Fit rows ``[r0, r1)`` of job ``job_id``; in a worker process, also measure how much
+    memory the block added to the worker (returned with the worker's pid)."""
     job = _CPU_JOBS[job_id]
+    if os.getpid() == job["parent"]:
+        return _fit_rows_here(job, r0, r1) + ((os.getpid(), None),)
+    private = private_dirty_bytes()
+    with PeakMemory(register=False) as meter:
+        result = _fit_rows_here(job, r0, r1)
+    own = None if private is None or meter.peak_above_start is None else private + meter.peak_above_start
+    return result + ((os.getpid(), own),)
+
+
+def _fit_rows_here(job: dict, r0: int, r1: int) -> tuple[int, int, BlockOutputs, bool, int]:
+    """Fit rows ``[r0, r1)`` in cache-sized pixel slices: outputs, first-group saturation, NaN ramps."""
     fp = job["fp"]
-    inputs = _load_block(job["ramp"], r0, r1, job["gain"], job["sigma_r"], job["dark"])
+    inputs, n_nan = _load_block(fp, job["ramp"], r0, r1, job["gain"], job["sigma_r"], job["dark"], job["cal_dq"])
     npix = inputs.data.shape[2]
     out = BlockOutputs.allocate(fp, npix)
     step = job["pixels_per_slice"]
@@ -348,11 +416,11 @@ def _fit_rows(job_id: int, r0: int, r1: int) -> tuple[int, int, BlockOutputs, bo
         cols = slice(p0, min(p0 + step, npix))
         ramp_fit_block(fp, *(None if a is None else a[..., cols] for a in inputs), job["table"],
                        *(None if a is None else a[..., cols] for a in out))
-    return r0, r1, out, first_group_saturated(inputs.groupdq, fp.g_first)
+    return r0, r1, out, first_group_saturated(inputs.groupdq, fp.g_first), n_nan
 
 
 def _fit_cpu(fp: FitParams, ramp: Ramp, gain: np.ndarray, sigma_r: np.ndarray, dark: np.ndarray,
-             table: np.ndarray, outputs: _ExposureOutputs, budget: int | None,
+             cal_dq: np.ndarray, table: np.ndarray, outputs: _ExposureOutputs, budget: int | None,
              progress: ProgressCallback | None) -> None:
     """Fit row blocks with the numpy fallback, one block per core at a time.
 
@@ -370,14 +438,17 @@ def _fit_cpu(fp: FitParams, ramp: Ramp, gain: np.ndarray, sigma_r: np.ndarray, d
     # Rows are the unit of reading; a row of a long time series is still too big for the
     # cache, so each row block is fitted in cache-sized pixel slices.
     job_id = next(_JOB_IDS)
-    _CPU_JOBS[job_id] = dict(fp=fp, ramp=ramp, gain=gain, sigma_r=sigma_r, dark=dark, table=table,
+    _CPU_JOBS[job_id] = dict(fp=fp, ramp=ramp, gain=gain, sigma_r=sigma_r, dark=dark, cal_dq=cal_dq, table=table,
+                             parent=os.getpid(),
                              pixels_per_slice=cache_block(fp.nints * ramp.ngroups))
     ranges = [(r0, min(r0 + rows, ramp.ny)) for r0 in range(0, ramp.ny, rows)]
 
-    def finish(result: tuple[int, int, BlockOutputs, bool]) -> None:
-        r0, r1, out, first_saturated = result
+    def finish(result: tuple[int, int, BlockOutputs, bool, int, tuple[int, int | None]]) -> None:
+        r0, r1, out, first_saturated, n_nan, (pid, growth) = result
+        note_worker_growth(pid, growth)
         if not first_saturated:
             outputs.all_first_saturated = False
+        outputs.nan_ramps += n_nan
         store(r0, r1, out)
 
     try:

@@ -22,12 +22,14 @@ def stcal_detect_jumps(data, groupdq, pixeldq, gain, readnoise, *, group_time, n
                        sat_expand=2, edge_size=25, mask_snowball_core_next_int=True,
                        snowball_time_masked_next_int=4000.0, max_extended_radius=200, find_showers=False,
                        extend_snr_threshold=1.2, extend_min_area=90, extend_inner_radius=1, extend_outer_radius=2.6,
-                       extend_ellipse_expand_ratio=1.1, time_masked_after_shower=15, max_shower_amplitude=4):
+                       extend_ellipse_expand_ratio=1.1, time_masked_after_shower=15, max_shower_amplitude=4,
+                       gpucal_flags=True):
     """(groupdq, pixeldq, n_primary) from stcal; every input is copied first.
 
     Mirrors jwst 3.0 ``JumpStep``: the step is skipped for ngroups <= 2, the JumpData
     settings come from the step parameters (after-jump group counts from times divided
-    by the group time) and ``maximum_cores='1'``.
+    by the group time) and ``maximum_cores='1'``. ``gpucal_flags``: the pixel DQ first gets
+    gpucal's flags for unusable gain / read noise (``stcal_reference.unusable_calibration_dq``).
     """
     from stcal.jump.jump import detect_jumps_data
     from stcal.jump.jump_class import JumpData
@@ -37,6 +39,10 @@ def stcal_detect_jumps(data, groupdq, pixeldq, gain, readnoise, *, group_time, n
     pixeldq = np.array(pixeldq, dtype=np.uint32, copy=True)
     if data.shape[1] <= 2:
         return groupdq, pixeldq, None
+    if gpucal_flags:
+        from stcal_reference import unusable_calibration_dq
+
+        pixeldq = unusable_calibration_dq(gain, readnoise, pixeldq)
     model = SimpleNamespace(data=data, groupdq=groupdq, pixeldq=pixeldq,
                             meta=SimpleNamespace(exposure=SimpleNamespace(nframes=nframes, read_pattern=None)))
     jd = JumpData(model, np.array(gain, np.float32, copy=True), np.array(readnoise, np.float32, copy=True),

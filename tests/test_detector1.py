@@ -33,6 +33,17 @@ def nir_case(nints=2, ngroups=6, ny=40, nx=48):
     return ramp, refs
 
 
+def budget_for(ramp, refs, work):
+    """A max_memory whose working share (what detector1 plans blocks with, above the floor of
+    products and references) is ``work`` bytes."""
+    d1 = importlib.import_module("gpucal.pipeline.detector1")
+    from gpucal.pipeline.memory_plan import WORK_FRACTION, plan_memory
+
+    ramp = ramp if isinstance(ramp, gpucal.Ramp) else gpucal.Ramp.from_fits(ramp)
+    floor = plan_memory(ramp, d1._load_refs(ramp, refs), None, halo=0, refpix=False).floor
+    return floor + int(np.ceil(work / WORK_FRACTION))
+
+
 def assert_same(actual, expected, label):
     actual, expected = np.asarray(actual), np.asarray(expected)
     assert actual.shape == expected.shape and actual.dtype == expected.dtype, label
@@ -47,12 +58,13 @@ def assert_products_equal(a, b):
             assert_same(getattr(p, attr), getattr(q, attr), attr)
 
 
-@pytest.mark.parametrize("max_memory", [None, 300_000], ids=["whole", "one-int-blocks"])
-def test_nir_chain_matches_jwst_and_stcal(max_memory):
+@pytest.mark.parametrize("work", [None, 300_000], ids=["whole", "one-int-blocks"])
+def test_nir_chain_matches_jwst_and_stcal(work):
     pytest.importorskip("jwst")
     from detector1_reference import reference_chain
 
     ramp, refs = nir_case()
+    max_memory = None if work is None else budget_for(ramp, refs, work)
     res = detector1_result(ramp, refs=refs, backend="cpu", max_memory=max_memory)
     image, integ, _, _ = reference_chain(ramp, refs, refs["gain"], refs["readnoise"])
     for key, attr in PRODUCT_KEYS:  # bit-identical, DQ included
@@ -72,7 +84,7 @@ def test_miri_chain_matches_jwst_and_stcal():
     refs = refs_for(ramp)
     exp = make_exposure(2, 5, 32, 40, seed=3, instrument="MIRI", detector="MIRIMAGE")
     refs.update(gain=exp.gain, readnoise=exp.readnoise)
-    res = detector1_result(ramp, refs=refs, backend="cpu", max_memory=200_000)
+    res = detector1_result(ramp, refs=refs, backend="cpu", max_memory=budget_for(ramp, refs, 200_000))
     image, integ, _, _ = reference_chain(ramp, refs, exp.gain, exp.readnoise)
     for key, attr in PRODUCT_KEYS:
         assert_same(getattr(res.rate, attr), image[key], f"rate.{key}")
@@ -138,7 +150,7 @@ def test_file_larger_than_budget_streams_to_the_same_result(tmp_path, caplog):
     uncal, paths = _write_inputs(tmp_path, ramp, refs)
     whole = detector1_result(uncal, refs=paths, backend="cpu", output_dir=tmp_path / "a",
                              save_calibrated_ramp=True)
-    budget = 400_000  # half of it is below the calibrated ramp's 576 kB: memmap, one integration per block
+    budget = budget_for(uncal, paths, 400_000)  # half the work is below the calibrated ramp's 576 kB: memmap
     seen = []
     with caplog.at_level(logging.INFO, logger="gpucal.pipeline.detector1"):
         small = detector1_result(uncal, refs=paths, backend="cpu", output_dir=tmp_path / "b", max_memory=budget,
@@ -277,7 +289,7 @@ def test_gain_scale_uses_gainfact(tmp_path):
 def test_gpu_equals_cpu():
     ramp, refs = nir_case(nints=3, ngroups=6)
     cpu = detector1_result(ramp, refs=refs, backend="cpu")
-    gpu = detector1_result(ramp, refs=refs, backend="gpu", max_memory=300_000)
+    gpu = detector1_result(ramp, refs=refs, backend="gpu", max_memory=budget_for(ramp, refs, 300_000))
     assert_products_equal(cpu, gpu)
 
 
@@ -298,7 +310,7 @@ def test_gpu_path_with_the_cupy_stand_in(cupy_stand_in):
     ramp, refs = nir_case(nints=2, ngroups=5)
     steps = {"ipc": {"skip": False}}
     refs["ipc"] = np.array([[0.0, 0.01, 0.0], [0.01, 0.96, 0.01], [0.0, 0.01, 0.0]], np.float32)
-    gpu = detector1_result(ramp, refs=refs, backend="gpu", steps=steps, max_memory=300_000)
+    gpu = detector1_result(ramp, refs=refs, backend="gpu", steps=steps, max_memory=budget_for(ramp, refs, 300_000))
     cpu = detector1_result(ramp, refs=refs, backend="cpu", steps=steps)
     assert gpu.backend == "gpu" and gpu.rate.meta["S_IPC"] == "COMPLETE"
     assert_products_equal(cpu, gpu)
@@ -336,13 +348,14 @@ def test_gpu_chain_moves_each_integration_block_once(chain_cupy):
     ramp, refs = nir_case(nints=4, ngroups=5)
     refs["ipc"] = IPC_KERNEL
     steps = {"ipc": {"skip": False}}
-    gpu = detector1_result(ramp, refs=refs, backend="gpu", steps=steps, max_memory=600_000)  # 2 integrations a block
+    budget = budget_for(ramp, refs, 600_000)  # 2 integrations a block
+    gpu = detector1_result(ramp, refs=refs, backend="gpu", steps=steps, max_memory=budget)
     block = (2, 5, ramp.ny, ramp.nx)
     for copies in (at_tail["uploads"], at_tail["downloads"]):
         assert _by_dtype(copies, "float32") == [block, block]
         assert _by_dtype(copies, "uint8") == [block, block]
         assert len(copies) == 4
-    cpu = detector1_result(ramp, refs=refs, backend="cpu", steps=steps, max_memory=600_000)
+    cpu = detector1_result(ramp, refs=refs, backend="cpu", steps=steps, max_memory=budget)
     assert gpu.rate.meta["S_IPC"] == "COMPLETE" and gpu.rate.meta["S_REFPIX"] == "COMPLETE"
     assert_products_equal(cpu, gpu)
 

@@ -169,7 +169,8 @@ def test_spec_edge_cases(name):
 
 def test_spec_edge_cases_with_flags():
     """Two integrations pooled; JUMP_DET|DO_NOT_USE input cleared but counted; a DO_NOT_USE
-    group hides both differences around it; zero read noise; skipped 4-group ramp."""
+    group hides both differences around it; zero read noise (flagged DO_NOT_USE |
+    OTHER_BAD_PIXEL in the pixel DQ, group flags as stcal's); skipped 4-group ramp."""
     def run(values, gdq_centre=None, rn=1.0, dnu_groups=None):
         values = np.atleast_2d(np.array(values, np.float32))
         nints, g = values.shape
@@ -180,7 +181,8 @@ def test_spec_edge_cases_with_flags():
             gdq[0, :, 1, 1] = gdq_centre
         if dnu_groups is not None:
             gdq[:, dnu_groups] |= np.uint8(dq.DO_NOT_USE)
-        ones, rns = np.ones((3, 3), np.float32), np.full((3, 3), rn, np.float32)
+        ones, rns = np.ones((3, 3), np.float32), np.ones((3, 3), np.float32)
+        rns[1, 1] = rn  # the centre's alone: a read noise with no usable value is refused
         ramp = gpucal.Ramp(data, gdq, np.zeros((3, 3), np.uint32), group_time=10.0, frame_time=10.0, nframes=1)
         ours = gpucal.detect_jumps(ramp, ones, rns, backend="cpu")
         ref, _, n = stcal_detect_jumps(data, gdq, ramp.pixeldq, ones, rns, group_time=10.0)

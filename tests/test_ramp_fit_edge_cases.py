@@ -11,19 +11,31 @@ import pytest
 import gpucal
 from gpucal import dq
 from ramp_cases import Case
+from stcal_reference import stcal_ramp_fit
 from test_ramp_fit_parity import assert_matches_stcal, fit_both
 
 NAN = np.nan
 
 
 def pixel_case(gdq, *, values=None, nints=1, gain=1.0, readnoise=10.0, suppress=True, zeroframe=None):
+    """The case's pixel at (0, 0); a second pixel (0, 1), the same ramp with gain 1 and read noise
+    10, keeps a gain or read noise with no usable value from being refused as a whole."""
     gdq = np.asarray(gdq, dtype=np.uint8).reshape(nints, -1)
     ngroups = gdq.shape[1]
     y = np.arange(ngroups) * 10.0 + 5.0 if values is None else np.asarray(values, dtype=np.float64)
-    data = np.broadcast_to(y, (nints, ngroups)).astype(np.float32).reshape(nints, ngroups, 1, 1).copy()
-    return Case("pixel", data, gdq.reshape(nints, ngroups, 1, 1).copy(), np.zeros((1, 1), np.uint32),
-                np.full((1, 1), gain, np.float32), np.full((1, 1), readnoise, np.float32),
-                group_time=10.0, frame_time=10.0, suppress_one_group=suppress, zeroframe=zeroframe)
+    data = np.broadcast_to(y, (nints, ngroups)).astype(np.float32).reshape(nints, ngroups, 1, 1)
+    data = np.repeat(data, 2, axis=3)
+    return Case("pixel", data, np.repeat(gdq.reshape(nints, ngroups, 1, 1), 2, axis=3), np.zeros((1, 2), np.uint32),
+                np.array([[gain, 1.0]], np.float32), np.array([[readnoise, 10.0]], np.float32),
+                group_time=10.0, frame_time=10.0, suppress_one_group=suppress,
+                zeroframe=None if zeroframe is None else np.repeat(zeroframe, 2, axis=-1))
+
+
+def stcal_plain(case):
+    """stcal on the case without gpucal's flags for unusable calibration."""
+    return stcal_ramp_fit(case.data, case.groupdq, case.pixeldq, case.gain, case.readnoise, group_time=case.group_time,
+                          frame_time=case.frame_time, nframes=case.nframes, zeroframe=case.zeroframe,
+                          suppress_one_group=case.suppress_one_group, gpucal_flags=False)
 
 
 def rate_of(result):
@@ -52,6 +64,8 @@ CASES = {
     "all JUMP_DET": (pixel_case([4] * 6), 0.0, 0.0, 0.0, 0.0, 4),
     "gain 0": (pixel_case([0] * 6, gain=0.0), NAN, 0.0, 0.0, 0.0, 524289),
     "gain NaN": (pixel_case([0] * 6, gain=NAN), NAN, 0.0, 0.0, 0.0, 524289),
+    "gain -1": (pixel_case([0] * 6, gain=-1.0), NAN, 0.0, 0.0, 0.0, 524289),
+    "gain inf": (pixel_case([0] * 6, gain=np.inf), NAN, 0.0, 0.0, 0.0, 524289),
     "readnoise 1e5": (pixel_case([0] * 6, readnoise=1e5), 0.0, None, 0.0, 0.141421, 0),
     "one group, no suppression": (pixel_case([0], values=[50.0]), 5.0, 0.5, 1.0, None, 0),
     "second integration saturated": (pixel_case([[0] * 6, [2] * 6], nints=2), 1.0, 0.01, None, None, 2),
@@ -89,13 +103,19 @@ def test_saturated_second_integration_rateints():
 
 
 def test_readnoise_zero_and_nan():
-    for readnoise, expected_vr in ((0.0, 0.0), (NAN, NAN)):
-        result, reference = fit_both(pixel_case([0] * 6, readnoise=readnoise))
+    """stcal gives these pixels a NaN rate with DQ 0 (and a NaN or non-zero variance); gpucal
+    flags them DO_NOT_USE | OTHER_BAD_PIXEL, so they are any DO_NOT_USE pixel's products."""
+    for readnoise in (0.0, NAN, -5.0, np.inf):
+        case = pixel_case([0] * 6, readnoise=readnoise)
+        result, reference = fit_both(case)
         assert_matches_stcal(result, reference)
-        assert np.isnan(result.rate.data[0, 0])
-        vr = float(result.rate.var_rnoise[0, 0])
-        assert (np.isnan(vr) if np.isnan(expected_vr) else vr == expected_vr)
-        assert int(result.rate.dq[0, 0]) == 0
+        assert rate_of(result) == pytest.approx((NAN, 0.0, 0.0, 0.0, dq.DO_NOT_USE | dq.PIXEL["OTHER_BAD_PIXEL"]),
+                                                nan_ok=True)
+        assert rate_of(result) != rate_of(fit_both(pixel_case([0] * 6))[0])  # the good neighbour's
+        image, _, _ = reference
+        if readnoise != -5.0:  # stcal squares a negative read noise; the others are NaN, unflagged
+            plain = stcal_plain(case)[0]
+            assert np.isnan(plain["slope"][0, 0]) and plain["dq"][0, 0] == 0
 
 
 def test_does_not_modify_inputs():

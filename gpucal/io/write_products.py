@@ -4,6 +4,8 @@ rate (ImageModel) / rateints (CubeModel): primary header, SCI (DN/s), ERR (DN/s)
 DQ (uint32), VAR_POISSON and VAR_RNOISE (DN^2/s^2), DQ_DEF table.
 fitopt (RampFitOutputModel): SLOPE, SIGSLOPE, YINT, SIGYINT, PEDESTAL, WEIGHTS, CRMAG,
 VAR_POISSON, VAR_RNOISE. Validation runs before the file is opened; writing is atomic.
+Each image is streamed in chunks of about 4 MiB (:mod:`gpucal.io.fits_stream`), so writing
+never holds a second copy of a product.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.io import fits
 
+from . import fits_stream
 from .atomic import atomic_write
 from .fits_meta import dq_def_hdu, primary_header
 
@@ -29,23 +32,32 @@ RATE_UNIT = "DN/s"
 VAR_UNIT = "DN^2/s^2"
 
 
-def _image(name: str, data: np.ndarray, unit: str | None = None) -> fits.ImageHDU:
-    # Floats go in as a big-endian copy: astropy would otherwise byteswap the caller's
-    # array in place while writing. Unsigned integers are copied by astropy (BZERO).
-    if data.dtype.kind == "f":
-        data = data.astype(data.dtype.newbyteorder(">"), copy=True)
-    else:
-        data = np.asarray(data, dtype=data.dtype.newbyteorder("="))
-    hdu = fits.ImageHDU(data=data, name=name)
-    if unit is not None:
-        hdu.header["BUNIT"] = unit
-    return hdu
+#: Bytes of one streamed chunk of an image.
+CHUNK_BYTES = 1 << 22
 
 
-def _write(hdus: list[fits.hdu.base.ExtensionHDU], header: fits.Header, path: Path, overwrite: bool) -> Path:
-    hdul = fits.HDUList([fits.PrimaryHDU(header=header), *hdus])
+def _image(name: str, data: np.ndarray, unit: str | None = None) -> tuple[str, np.ndarray, str | None]:
+    return name, data, unit
+
+
+def _chunks(data: np.ndarray):
+    """Consecutive C-order pieces of ``data`` (native dtype), about :data:`CHUNK_BYTES` each."""
+    flat = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(1, -1)
+    rows = max(1, CHUNK_BYTES // max(1, flat.shape[1] * data.dtype.itemsize))
+    for r0 in range(0, flat.shape[0], rows):
+        yield np.asarray(flat[r0:r0 + rows], dtype=data.dtype.newbyteorder("="))
+
+
+def _write(images: list[tuple[str, np.ndarray, str | None]], header: fits.Header, path: Path, overwrite: bool,
+           tail: list[fits.BinTableHDU] = ()) -> Path:
     with atomic_write(path, overwrite=overwrite) as fh:
-        hdul.writeto(fh, output_verify="exception")
+        fits_stream.write_header(fh, header)
+        for name, data, unit in images:
+            dtype = data.dtype.newbyteorder("=")
+            cards = {} if unit is None else {"BUNIT": unit}
+            fits_stream.write_image(fh, fits_stream.image_header(name, dtype, data.shape, cards), _chunks(data), dtype)
+        for hdu in tail:
+            fits_stream.write_hdu(fh, hdu)
     return path
 
 
@@ -83,9 +95,8 @@ def write_rate(
         _image("DQ", product.dq),
         _image("VAR_POISSON", product.var_poisson, VAR_UNIT),
         _image("VAR_RNOISE", product.var_rnoise, VAR_UNIT),
-        dq_def_hdu(),
     ]
-    _write(hdus, header, path, overwrite)
+    _write(hdus, header, path, overwrite, tail=[dq_def_hdu()])
     logger.debug("wrote %s (%s %s)", path, datamodl, product.data.shape)
     return path
 

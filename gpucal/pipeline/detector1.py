@@ -34,13 +34,15 @@ from typing import Any
 import numpy as np
 
 from ..backend import to_host
-from ..chunking import DEFAULT_CPU_MEMORY, parse_memory
+from ..chunking import parse_memory
 from ..errors import GpucalError, InputError
 from ..io.debris import Scratch, scratch_space
+from ..memory_peak import PeakMemory
 from ..products import RampFitResult, RateProduct
 from ..progress import StagedProgress
 from ..ramp import Ramp
 from ..steps._derive import like
+from .memory_plan import BLOCK_BYTES_PER_SAMPLE, BLOCK_COPIES, plan_memory
 from .steps import (
     STATUS_KEYWORDS,
     STEP_REFTYPES,
@@ -58,9 +60,6 @@ log = logging.getLogger(__name__)
 
 class NothingFittedError(GpucalError):
     """Ramp fitting had nothing to fit (every pixel saturated in its first group); no product."""
-
-#: Copies of one integration block alive at once inside the chain (input, step output, temporaries).
-BLOCK_COPIES = 3
 
 _READERS = {"mask": "read_mask", "saturation": "read_saturation", "superbias": "read_superbias",
             "linearity": "read_linearity", "dark": "read_dark", "gain": "read_gain", "readnoise": "read_readnoise"}
@@ -122,13 +121,13 @@ def _gain_factor(ramp: Ramp, gain_ref: Any) -> float | None:
 # ------------------------------------------------------------------ plan
 def integrations_per_block(ramp: Ramp, budget: int) -> int:
     """Integrations per block so that :data:`BLOCK_COPIES` copies fit half of ``budget``; 0 when one does not."""
-    per_int = ramp.ngroups * ramp.ny * ramp.nx * 5  # float32 data + uint8 groupdq
+    per_int = ramp.ngroups * ramp.ny * ramp.nx * BLOCK_BYTES_PER_SAMPLE
     return int(min((budget // 2) // (BLOCK_COPIES * per_int), ramp.nints))
 
 
 def rows_per_block(ramp: Ramp, budget: int, halo: int) -> int:
     """Interior rows of one integration's row block (plus ``halo`` rows each side) within half of ``budget``."""
-    per_row = BLOCK_COPIES * ramp.ngroups * ramp.nx * 5
+    per_row = BLOCK_COPIES * ramp.ngroups * ramp.nx * BLOCK_BYTES_PER_SAMPLE
     rows = (budget // 2) // per_row - 2 * halo
     if rows < 1:
         raise InputError(f"memory budget of {budget / 2**20:.1f} MiB cannot hold {2 * halo + 1} rows of one "
@@ -183,10 +182,10 @@ def _ref_rows(refs: Mapping[str, Any], params: Mapping[str, dict], rows: slice) 
 class _Calibrated:
     """The calibrated ramp being assembled: in memory, or memory-mapped in the scratch directory."""
 
-    def __init__(self, ramp: Ramp, budget: int, scratch: Scratch):
+    def __init__(self, ramp: Ramp, in_memory: bool, scratch: Scratch):
         shape = ramp.shape
         nbytes = int(np.prod(shape, dtype=np.int64)) * 5
-        if nbytes <= budget // 2:
+        if in_memory:
             self.data, self.groupdq = np.empty(shape, np.float32), np.empty(shape, np.uint8)
         else:
             workdir = scratch.path()
@@ -244,10 +243,9 @@ def _self_skipped(name: str, ramp: Ramp) -> bool:
 def _group_step(name: str, r: Ramp, refs: Mapping[str, Any], params: dict, backend: str | None,
                 step_memory: int | None, exposure_start: bool, state: dict) -> Ramp:
     func = step_function(name)
-    kw: dict[str, Any] = dict(params, backend=backend)
+    kw: dict[str, Any] = dict(params, backend=backend, max_memory=step_memory)
     if name == "refpix":
         return func(r, exposure_start=exposure_start, **kw)
-    kw["max_memory"] = step_memory
     if name in ("group_scale", "firstframe", "lastframe"):
         return func(r, **kw)
     if name == "dq_init":
@@ -285,9 +283,10 @@ def _halo(names: list[str], refs: Mapping[str, Any], params: Mapping[str, dict])
 class _Chain:
     """Runs a list of group-level steps on a block, timing each and recording its status."""
 
-    def __init__(self, refs, params, backend, step_memory, timer: _Timer, state: dict):
+    def __init__(self, refs, params, backend, step_memory, refpix_memory, timer: _Timer, state: dict):
         self.refs, self.params, self.backend = refs, params, backend
         self.step_memory, self.timer, self.state = step_memory, timer, state
+        self.refpix_memory = refpix_memory
 
     def run(self, r: Ramp, names: list[str], exposure_start: bool, refs=None, params=None) -> Ramp:
         """The steps ``names`` on block ``r``; on the GPU the block is uploaded once and every step
@@ -335,7 +334,8 @@ class _Chain:
         zf = None if cal.zeroframe is None else cal.zeroframe[i:i + 1]
         one = like(ramp, view, cal.groupdq[i:i + 1], pdq, zf)
         done = self.timer.run("refpix", lambda: step_function("refpix")(
-            one, backend=self.backend, exposure_start=i == 0, out=view, **self.params["refpix"]))
+            one, backend=self.backend, exposure_start=i == 0, out=view, max_memory=self.refpix_memory,
+            **self.params["refpix"]))
         self.timer.status["refpix"] = _status("refpix", done, self.state)
         if zf is not None and done.zeroframe is not zf:
             zf[...] = done.zeroframe
@@ -384,9 +384,15 @@ def detector1(
     output_dir : path, optional
         Where ``<name>_rate.fits`` and ``<name>_rateints.fits`` go; None writes nothing.
     max_memory : int or str, optional
-        Host memory budget (bytes or e.g. ``"2GB"``; default 2 GiB): sets the integration
-        blocks, whether the calibrated ramp is memory-mapped, and the steps' row blocks
-        (on the GPU: their host copies and pinned staging buffers).
+        Bound on the host memory the run adds (anonymous memory: heap and arrays; bytes or
+        e.g. ``"2GB"``; default 2 GiB, or the minimum below when larger). Part of it is a floor
+        (rate/rateints products, 20 bytes a pixel each plane; the reference arrays; 48 bytes a
+        pixel of 2-D arrays); the rest plans the integration or row blocks, refpix's planes,
+        jump's and ramp_fit's row blocks (on the GPU: their host copies and pinned staging
+        buffers), and whether the calibrated ramp and jump's flag arrays are in memory or in
+        scratch files (page cache, not counted). A budget below the floor plus one refpix plane
+        and one row block of each step raises InputError naming the minimum. See
+        docs/algorithms/detector1_pipeline.md, "Memory".
     max_device_memory : int or str, optional
         GPU only: device memory budget (default 70 % of the free memory of the current
         device, never more than is free). Bounds the device chain's integration blocks and
@@ -438,11 +444,23 @@ def detector1_result(
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = True,
 ) -> RampFitResult:
-    """As :func:`detector1`, returning the whole :class:`RampFitResult` (rate and rateints)."""
+    """As :func:`detector1`, returning the whole :class:`RampFitResult` (rate and rateints).
+
+    The last log line gives the run's time and its peak host memory (:mod:`gpucal.memory_peak`).
+    """
+    start = time.perf_counter()
+    with PeakMemory() as peak:
+        result = _run(input, refs, backend, steps, save_calibrated_ramp, output_dir, max_memory, max_device_memory,
+                      progress, overwrite)
+    log.info("detector1: done in %.2f s, %s", time.perf_counter() - start, peak.summary())
+    return result
+
+
+def _run(input, refs, backend, steps, save_calibrated_ramp, output_dir, max_memory, max_device_memory, progress,
+         overwrite) -> RampFitResult:
     from ..backend import resolve_backend
     from ..refs.resolve import resolve_references
 
-    start = time.perf_counter()
     backend = resolve_backend(backend)
     ramp, path = _open(input)
     skips, params = plan_steps(ramp, steps)
@@ -464,6 +482,11 @@ def detector1_result(
         outputs = _output_paths(ramp, path, Path(output_dir), save_calibrated_ramp)
         check_outputs(outputs.values(), [path, *_reference_files(resolved)] if path else _reference_files(resolved),
                       overwrite=overwrite)
+    order = [n for n in step_order(ramp) if n not in ("jump", "clean_flicker_noise", "ramp_fit", "gain_scale")]
+    late_refpix = miri and not skips["refpix"]
+    # refuse a budget below the floor before any reference is read (sizes from their headers)
+    plan_memory(ramp, {k: v for k, v in resolved.items() if k != "superbias_for_saturation" and v is not None},
+                max_memory, halo=0, refpix=not skips["refpix"])
     loaded = _load_refs(ramp, {k: v for k, v in resolved.items() if k != "superbias_for_saturation"})
     if "superbias_for_saturation" in resolved:
         sb = resolved["superbias_for_saturation"]
@@ -474,14 +497,16 @@ def detector1_result(
             log.info("detector1: %s skipped, its reference is N/A", name)
             skips[name] = True
 
-    budget = parse_memory(max_memory) or DEFAULT_CPU_MEMORY
     device_memory = parse_memory(max_device_memory)
-    # given a budget, the steps share it; else each uses its own default (on the GPU: device memory)
-    step_memory = None if max_memory is None else max(budget // 8, 1 << 20)
-    tail_memory = None if max_memory is None else budget // 2
-    order = [n for n in step_order(ramp) if n not in ("jump", "clean_flicker_noise", "ramp_fit", "gain_scale")]
-    late_refpix = miri and not skips["refpix"]
     block_steps = [n for n in order if not skips[n] and not (late_refpix and n == "refpix")]
+    halo = _halo(block_steps, loaded, params)
+    plan = plan_memory(ramp, loaded, max_memory, halo=halo, refpix=not skips["refpix"])
+    log.info("detector1: host memory %s", plan.describe())
+    work = plan.work
+    # The steps share the working share of the host budget, on either backend (on the GPU it
+    # bounds the blocks' host copies and pinned staging; their device memory is device_memory).
+    step_memory = max(work // 8, 1 << 20)
+    tail_memory = work // 2
     timer = _Timer()
     timer.status.update({n: "SKIPPED" for n in step_order(ramp) if skips[n]})
     timer.status.update({n: "COMPLETE" for n in completed})
@@ -490,22 +515,22 @@ def detector1_result(
     log.info("detector1: %s on %s, steps %s", ramp, backend, " -> ".join(n for n in step_order(ramp) if not skips[n]))
 
     with scratch_space(output_dir) as scratch:
-        cal = _Calibrated(ramp, budget, scratch)
-        block_budget = budget
+        cal = _Calibrated(ramp, plan.buffers_in_memory(ramp), scratch)
+        block_budget = work
         if backend == "gpu":
             from ..gpu.budget import device_budget
 
             # the whole block and the steps' block-sized temporaries live on the device at once
-            block_budget = min(budget, device_budget(device_memory) // 2)
+            block_budget = min(work, device_budget(device_memory) // 2)
         per_block = integrations_per_block(ramp, block_budget)
         progress = stages.stage("group-level steps")
-        state: dict[str, Any] = {}
-        chain = _Chain(loaded, params, backend, step_memory, timer, state)
+        # jump's flag arrays, when they do not fit, go into this run's scratch directory
+        state: dict[str, Any] = {"scratch_dir": scratch.path}
+        chain = _Chain(loaded, params, backend, step_memory, work // 2, timer, state)
         if per_block == 0:
-            halo = _halo(block_steps, loaded, params)
             rows = rows_per_block(ramp, block_budget, halo)
-            log.info("one integration exceeds half the memory budget of %.1f MiB: streaming row blocks of %d "
-                        "rows (halo %d)", block_budget / 2**20, rows, halo)
+            log.info("one integration exceeds half the working memory of %.1f MiB: streaming row blocks of %d "
+                     "rows (halo %d)", block_budget / 2**20, rows, halo)
             avg = np.zeros((ramp.ny, ramp.nx), np.float32)
             for i in range(ramp.nints):
                 chain.integration_by_rows(ramp, i, cal, block_steps, rows, halo, avg)
@@ -523,7 +548,7 @@ def detector1_result(
         calibrated = cal.ramp()
         if late_refpix:  # in place on the assembled ramp
             calibrated = timer.run("refpix", lambda: step_function("refpix")(
-                calibrated, backend=backend, out=calibrated.data, **params["refpix"]))
+                calibrated, backend=backend, out=calibrated.data, max_memory=work // 2, **params["refpix"]))
             timer.status["refpix"] = _status("refpix", calibrated, state)
         result = _tail(calibrated, skips, params, loaded, resolved, state, backend, tail_memory, device_memory,
                        timer, stages)
@@ -542,7 +567,6 @@ def detector1_result(
                 saved = like(ramp_done, ramp_done.data, ramp_done.groupdq, ramp_done.pixeldq, ramp_done.zeroframe,
                              **keep)
             _write(result, saved, outputs, overwrite)
-    log.info("detector1: done in %.2f s", time.perf_counter() - start)
     return result
 
 
@@ -555,7 +579,7 @@ def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, memory, d
         jump_progress = stages.stage("jump")
         ramp = timer.run("jump", lambda: step_function("jump")(ramp, gain, readnoise, backend=backend,
                                                                max_memory=memory, max_device_memory=device_memory,
-                                                               progress=jump_progress,
+                                                               scratch_dir=state["scratch_dir"], progress=jump_progress,
                                                                **params["jump"]))
         timer.status["jump"] = "COMPLETE"
     if not skips["clean_flicker_noise"]:
@@ -589,9 +613,9 @@ def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, memory, d
     if not skips["gain_scale"]:
         factor = _gain_factor(ramp, resolved.get("gain"))
         gs = step_function("gain_scale")
-        result.rate = timer.run("gain_scale", lambda: gs(result.rate, factor, backend=backend))
+        result.rate = timer.run("gain_scale", lambda: gs(result.rate, factor, backend=backend, in_place=True))
         if result.rateints is not None and factor is not None:  # (a skip is logged once)
-            result.rateints = gs(result.rateints, factor, backend=backend)
+            result.rateints = gs(result.rateints, factor, backend=backend, in_place=True)
         timer.status["gain_scale"] = "SKIPPED" if factor is None else "COMPLETE"
     return result
 

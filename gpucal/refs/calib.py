@@ -100,7 +100,8 @@ def _read(path: str | os.PathLike[str], reftype: str, layout: dict[str, tuple[in
     if not path.exists():
         raise FileNotFoundError(f"{reftype} reference file {path} does not exist")
     out: dict[str, np.ndarray | None] = {}
-    with open_fits(path, memmap=False) as hdul:
+    # memory-mapped where astropy can (unscaled images): only the native copy below is process memory
+    with open_fits(path) as hdul:
         primary = dict(hdul[0].header)
         check_reftype(path, primary, reftype)
         origin_header: dict = {}

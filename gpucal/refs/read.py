@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..bad_calibration import require_usable
 from ..errors import FileFormatError, InputError
 from ..io.fits_open import find_hdu, open_fits
 from .reftype import check_reftype
@@ -90,11 +91,13 @@ def read_reference(path: str | os.PathLike[str], reftype: str, *, ramp: Ramp | N
         Not FITS; REFTYPE or DATAMODL naming another type (a file naming none is read,
         with a warning); no SCI extension; SCI not 2-D or not float.
     InputError
-        The image does not match the exposure's shape, or has no finite value.
+        The image does not match the exposure's shape, or has no finite value (GAIN,
+        READNOISE: no finite positive value).
     """
     path = Path(path)
     expected = str(reftype).strip().upper()
-    with open_fits(path, memmap=False) as hdul:
+    # memory-mapped where astropy can (unscaled images): only the native copy below is process memory
+    with open_fits(path) as hdul:
         primary = hdul[0].header
         check_reftype(path, primary, expected)
         sci = find_hdu(hdul, "SCI")
@@ -123,6 +126,8 @@ def read_reference(path: str | os.PathLike[str], reftype: str, *, ramp: Ramp | N
         raise InputError(f"{path}: {expected} reference has no finite value ({out.size} pixels are NaN/inf)")
     if bad:
         logger.warning("%s: %d of %d %s values are NaN or infinite", path.name, bad, out.size, expected)
+    if expected in ("GAIN", "READNOISE"):
+        require_usable(out, f"{path}: {expected} reference")
     return out
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import dq as dqflags
 from ..backend import array_module, on_device, resolve_backend, to_host
+from ..chunking import parse_memory
 from ..errors import InputError
 from ..ramp import Ramp
 from ..refpix_stats import average_with_none, clipped_mean, combine_with_nans, running_median
@@ -41,8 +42,11 @@ NIR_FULL = 2048
 MIRI_ROWS, MIRI_COLS = 1024, 1032
 NRS_EDGELESS = ("SUB512", "SUB512S", "SUB32")
 AMP_WIDTH = 512
-#: Planes (groups) corrected at a time: bounds the float64 work arrays (~34 MB per NIR plane).
+#: Planes (groups) corrected at a time, at most: bounds the float64 work arrays.
 PLANES_PER_CHUNK = 8
+#: Host bytes per pixel of one plane in flight (float32 copy, float64 work, float32 result and
+#: its science-frame copy); ``max_memory`` divided by a plane's share sets the planes per chunk.
+BYTES_PER_PLANE_PIXEL = 24
 
 
 # ---------------------------------------------------------------- frames
@@ -148,12 +152,13 @@ def _nir_fullframe_planes(xp, planes, g: _NirGeometry, first_plane_f32: list, p:
             side[k] = _nir_side(g, corrected["left"], corrected["right"], p["side_smoothing_length"])
             first_plane_f32[0] = False
     d_off = xp.asarray(offsets)
-    work = planes.astype(xp.float64) - d_off[:, None, :]
+    work = planes.astype(xp.float64)
+    work -= d_off[:, None, :]  # in place: the same operations, one float64 array
     if round_first.any():
         idx = xp.asarray(np.flatnonzero(round_first))
         work[idx] = work[idx].astype(xp.float32).astype(xp.float64)
     if p["use_side_ref_pixels"]:
-        work = work - xp.asarray(float(p["side_gain"]) * side)[:, :, None]
+        work -= xp.asarray(float(p["side_gain"]) * side)[:, :, None]
     return work.astype(xp.float32)
 
 
@@ -184,7 +189,8 @@ def _nir_single_output(xp, planes, g: _NirGeometry, odd_even: bool, siglimit: fl
         else:
             m = clipped_mean(host[k], np.zeros(host.shape[1], np.uint32), siglimit)
             offsets[k] = np.float64(m)
-    work = planes.astype(xp.float64) - xp.asarray(offsets)[:, None, :]
+    work = planes.astype(xp.float64)
+    work -= xp.asarray(offsets)[:, None, :]
     return work.astype(xp.float32), True
 
 
@@ -233,7 +239,8 @@ def _miri_groups(xp, cube, first, g0: int, state: dict, odd_even_rows: bool, sig
 def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = True,
            use_side_ref_pixels: bool = True, side_smoothing_length: int = 11, side_gain: float = 1.0,
            odd_even_rows: bool = True, siglimit: float = 3.0, refpix_algorithm: str = "median",
-           exposure_start: bool = True, out: np.ndarray | None = None) -> Ramp:
+           exposure_start: bool = True, out: np.ndarray | None = None,
+           max_memory: int | str | None = None) -> Ramp:
     """Reference-pixel correction, as jwst 3.0.0's ``refpix`` step (median algorithm).
 
     Parameters are jwst's, with its defaults. The exposure's meta needs SUBSTRT1/2, SUBSIZE1/2,
@@ -244,7 +251,9 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
     ``out`` (float32, ``ramp.shape``; may be ``ramp.data`` itself, e.g. a memory map: each chunk
     of planes is read before it is written) receives the corrected data, and the returned Ramp
     shares ``out`` and ``ramp``'s DQ arrays instead of copying them: the ramp is never held in
-    memory whole.
+    memory whole. ``max_memory`` (bytes or e.g. ``"256MB"``) bounds the planes corrected at
+    a time (:data:`BYTES_PER_PLANE_PIXEL` bytes a pixel each; at least one plane, at most
+    :data:`PLANES_PER_CHUNK`); the result does not depend on it.
 
     Returns
     -------
@@ -274,6 +283,9 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
     if not detector:
         raise InputError("refpix needs DETECTOR in the exposure's meta")
     miri = ramp.instrument == "MIRI" or detector.startswith("MIR")
+    budget = parse_memory(max_memory)
+    chunk = PLANES_PER_CHUNK if budget is None else \
+        max(1, min(PLANES_PER_CHUNK, budget // (BYTES_PER_PLANE_PIXEL * ramp.ny * ramp.nx)))
     name = resolve_backend(backend)
     xp = array_module(name)
     device = name == "gpu" and on_device(ramp.data)
@@ -302,8 +314,8 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
         state = {"bad": False, "dq": to_host(ramp.pixeldq).astype(np.uint32, copy=False)}
         for i in range(ramp.nints):
             first = load((i, 0)).astype(xp.float64)
-            for g0 in range(0, ramp.ngroups, PLANES_PER_CHUNK):
-                g1 = min(ramp.ngroups, g0 + PLANES_PER_CHUNK)
+            for g0 in range(0, ramp.ngroups, chunk):
+                g1 = min(ramp.ngroups, g0 + chunk)
                 cube = load((i, slice(g0, g1)))
                 out[i, g0:g1] = store(_miri_groups(xp, cube, first, g0, state, bool(odd_even_rows),
                                                    params["siglimit"]))
@@ -336,8 +348,8 @@ def refpix(ramp: Ramp, *, backend: str | None = None, odd_even_columns: bool = T
         return store(xp.ascontiguousarray(to_science(res, fast, slow)))
 
     for i in range(ramp.nints):
-        for g0 in range(0, ramp.ngroups, PLANES_PER_CHUNK):
-            g1 = min(ramp.ngroups, g0 + PLANES_PER_CHUNK)
+        for g0 in range(0, ramp.ngroups, chunk):
+            g1 = min(ramp.ngroups, g0 + chunk)
             out[i, g0:g1] = run(load((i, slice(g0, g1))))
     zeroframe: Any = "keep"
     if ramp.zeroframe is not None and bool(ramp.meta.get("ZEROFRAM", False)):
