@@ -174,17 +174,9 @@ def test_detector1_flags_warns_once_and_refuses_before_any_step(tmp_path, caplog
 
 
 @pytest.fixture
-def fake_gpu(monkeypatch):
-    from host_build import host_compiler
-
-    if host_compiler() is None:
-        pytest.skip("no C++ compiler for the host build")
-    import fake_cupy
-
-    monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_module())
-    monkeypatch.setattr("gpucal.gpu.compile.kernel", fake_cupy.host_kernel)
-    monkeypatch.setattr("gpucal.backend.gpu_unavailable_reason", lambda: None)
-    monkeypatch.setattr("gpucal.backend.free_device_memory", lambda device=0: 8 * 1024**3)
+def fake_gpu(cupy_stand_in):
+    """The strict CuPy stand-in (tests/conftest.py), kernels on the host build."""
+    return cupy_stand_in
 
 
 def test_gpu_path_flags_the_same_pixels(fake_gpu):
