@@ -114,12 +114,13 @@ def test_a_killed_run_leaves_debris_that_the_next_run_removes(tmp_path, caplog):
 
 
 def test_detector1_scratch_lives_under_the_output_directory_and_goes(tmp_path, caplog, monkeypatch):
-    from test_detector1 import _write_inputs, nir_case
+    from test_detector1 import _write_inputs, budget_for, nir_case
 
     ramp, refs = nir_case(nints=3, ngroups=5, ny=160)
     uncal, paths = _write_inputs(tmp_path, ramp, refs)
     out = tmp_path / "out"
-    argv = ["detector1", str(uncal), "-o", str(out), "--backend", "cpu", "-q", "--max-memory", "400000"]
+    budget = budget_for(uncal, paths, 400_000)  # half the work is below the calibrated ramp's 576 kB: memmap
+    argv = ["detector1", str(uncal), "-o", str(out), "--backend", "cpu", "-q", "--max-memory", str(budget)]
     argv += [a for key, p in paths.items() for a in (f"--override-{key}", str(p))]
     caplog.set_level(logging.INFO, logger="gpucal.pipeline.detector1")
     assert cli.main(argv) == 0
