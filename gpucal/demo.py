@@ -24,16 +24,21 @@ log = logging.getLogger(__name__)
 
 
 class _BuiltinReferenceNotes(logging.Filter):
-    """Reports about the built-in references' deliberately bad pixels (NaN values that exercise
-    the NaN handling) logged at INFO, not WARNING: they are the demo's test cases, not a problem
-    with the user's data. Attached to the reference readers' loggers for the demo run only."""
+    """Reports about the built-in references' deliberately bad pixels (NaN values, NaN and zero
+    gains that exercise the handling of unusable calibration) logged at INFO, not WARNING: they
+    are the demo's test cases, not a problem with the user's data. Attached to the reference
+    readers' loggers (messages naming one of ``names``, the built-in files) and to
+    :mod:`gpucal.bad_calibration`'s (every message: its counts name no file, and in the demo
+    every gain and read noise is built-in) for the demo run only."""
 
-    def __init__(self, names: set[str]) -> None:
+    def __init__(self, names: set[str] | None) -> None:
         super().__init__()
         self.names = names
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.WARNING or not any(n in record.getMessage() for n in self.names):
+        if record.levelno != logging.WARNING:
+            return True
+        if self.names is not None and not any(n in record.getMessage() for n in self.names):
             return True
         record.levelno, record.levelname = logging.INFO, "INFO"
         return logging.getLogger(record.name).isEnabledFor(logging.INFO)
@@ -41,14 +46,15 @@ class _BuiltinReferenceNotes(logging.Filter):
 
 @contextlib.contextmanager
 def _builtin_reference_notes(reference_files) -> Iterator[None]:
-    notes = _BuiltinReferenceNotes({Path(p).name for p in reference_files})
-    loggers = [logging.getLogger(name) for name in ("gpucal.refs.calib", "gpucal.refs.read")]
-    for logger in loggers:
+    readers = _BuiltinReferenceNotes({Path(p).name for p in reference_files})
+    filters = [(logging.getLogger(name), readers) for name in ("gpucal.refs.calib", "gpucal.refs.read")]
+    filters.append((logging.getLogger("gpucal.bad_calibration"), _BuiltinReferenceNotes(None)))
+    for logger, notes in filters:
         logger.addFilter(notes)
     try:
         yield
     finally:
-        for logger in loggers:
+        for logger, notes in filters:
             logger.removeFilter(notes)
 
 

@@ -116,7 +116,8 @@ def test_demo_command(demo, cache_dir, tmp_path, monkeypatch, capsys):
 
 
 def test_demo_warns_about_nothing_of_its_own(cache_dir, tmp_path, monkeypatch, caplog):
-    """The built-in references' deliberate NaN pixels are noted at INFO, and each step logs once."""
+    """The built-in references' deliberate NaN pixels and unusable gains are noted at INFO, and
+    each step logs once."""
     import logging
 
     from gpucal.demo import run_demo
@@ -127,13 +128,20 @@ def test_demo_warns_about_nothing_of_its_own(cache_dir, tmp_path, monkeypatch, c
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     nan_notes = [r for r in caplog.records if "NaN" in r.getMessage()]
     assert nan_notes and {r.levelname for r in nan_notes} == {"INFO"}
+    gain_notes = [r for r in caplog.records if "pixels have an unusable gain" in r.getMessage()]
+    assert [r.levelname for r in gain_notes] == ["INFO"]  # counted once (by jump), as a note
     assert sum("gain_scale skipped" in r.getMessage() for r in caplog.records) == 1
-    # the notes are the demo's own: outside it, the same reader still warns
-    from gpucal.refs import read_saturation
+    # the notes are the demo's own: outside it, the same reader and the same check still warn
+    from gpucal.bad_calibration import calibration_flags
+    from gpucal.refs import read_gain, read_readnoise, read_saturation
 
     caplog.clear()
     read_saturation(next(cache_dir.glob("*_saturation.fits")))
     assert [r.levelname for r in caplog.records if "NaN" in r.getMessage()] == ["WARNING"]
+    caplog.clear()
+    calibration_flags(read_gain(next(cache_dir.glob("*_gain.fits"))),
+                      read_readnoise(next(cache_dir.glob("*_readnoise.fits"))), step="jump")
+    assert [r.levelname for r in caplog.records if "unusable gain" in r.getMessage()] == ["WARNING"]
 
 
 def test_write_preview_handles_nan_and_flat_images(tmp_path):
