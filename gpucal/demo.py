@@ -89,10 +89,12 @@ def run_demo(output_dir: str | os.PathLike = "demo_out", backend: str | None = N
     from .io import output_prefix
     from .io.output_safety import check_outputs
     from .pipeline import detector1_result
+    from .refs import builtin_calib_refs
     from .refs.resolve import HEADER_KEYWORDS
     from .synthetic_uncal import builtin_uncal
 
-    ramp_path = builtin_uncal(cache_dir)
+    with _builtin_reference_notes(builtin_calib_refs(cache_dir).values()):  # generating it reads them too
+        ramp_path = builtin_uncal(cache_dir)
     ramp = Ramp.from_fits(ramp_path)
     log.info("demo: detector1 on %s (%s)", ramp_path.name, "x".join(map(str, ramp.shape)))
     out = Path(output_dir)
