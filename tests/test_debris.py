@@ -143,3 +143,62 @@ def test_detector1_scratch_lives_under_the_output_directory_and_goes(tmp_path, c
     assert cli.main([a if a != str(out) else str(failed) for a in argv]) == 2
     assert f"kept in a memory-mapped file in {failed / debris.SCRATCH_DIR}" in caplog.text
     assert not (tmp_path / "failed").exists()
+
+
+@pytest.fixture
+def scratch_files(monkeypatch) -> list[Path]:
+    """The directories gpucal.scratch makes its (unlinked) scratch files in, as they are made."""
+    import tempfile
+
+    made: list[Path] = []
+    real = tempfile.TemporaryFile
+
+    def spy(*args, **kwargs):
+        made.append(Path(kwargs["dir"]))
+        assert made[-1].is_dir()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("gpucal.scratch.tempfile.TemporaryFile", spy)
+    return made
+
+
+def _own_scratch(directory: Path, root: Path) -> bool:
+    """``directory`` is a scratch directory of this process under ``root`` (debris a later run can remove)."""
+    return directory.parent == root / debris.SCRATCH_DIR and directory.name.startswith(
+        f"{debris.host_tag()}.{os.getpid()}.")
+
+
+def test_jump_flag_arrays_go_into_the_run_scratch_directory(tmp_path, scratch_files, monkeypatch, caplog):
+    import gpucal
+    from gpucal.synthetic import make_exposure, write_exposure
+    from test_detector1 import _write_inputs, budget_for, nir_case
+
+    monkeypatch.setenv("GPUCAL_CPU_WORKERS", "1")
+    # the jump command: flag arrays (23 kB) above half its working share, under -o's .gpucal-scratch
+    files = write_exposure(make_exposure(1, 6, 64, 20, seed=2), tmp_path / "in", name="j")
+    out = tmp_path / "out"
+    assert cli.main(["jump", str(files["ramp"]), "-o", str(out), "--backend", "cpu", "-q",
+                     "--max-memory", "69KB"]) == 0
+    assert len(scratch_files) == 3 and all(_own_scratch(d, out) for d in scratch_files)
+    assert sorted(p.name for p in out.iterdir()) == ["j_jump.fits"]  # the scratch directory went with the run
+
+    # detector1: the same directory as its memory-mapped calibrated ramp
+    scratch_files.clear()
+    ramp, refs = nir_case(nints=3, ngroups=5, ny=160)
+    uncal, paths = _write_inputs(tmp_path, ramp, refs)
+    out = tmp_path / "d1"
+    argv = ["detector1", str(uncal), "-o", str(out), "--backend", "cpu", "-q", "--max-memory",
+            str(budget_for(uncal, paths, 400_000))]
+    argv += [a for key, p in paths.items() for a in (f"--override-{key}", str(p))]
+    caplog.set_level(logging.INFO, logger="gpucal.pipeline.detector1")
+    assert cli.main(argv) == 0
+    assert len(scratch_files) == 3 and len(set(scratch_files)) == 1 and _own_scratch(scratch_files[0], out)
+    assert f"kept in a memory-mapped file in {scratch_files[0]}" in caplog.text
+    assert not (out / debris.SCRATCH_DIR).exists()
+
+    # the API without scratch_dir: a scratch directory of this process under the user's temp root
+    scratch_files.clear()
+    ex = make_exposure(1, 6, 64, 20, seed=2)
+    gpucal.detect_jumps(ex.ramp, ex.gain, ex.readnoise, backend="cpu", max_memory="40KB")
+    root = debris._user_temp_root()
+    assert len(scratch_files) == 3 and all(_own_scratch(d, root) and not d.exists() for d in scratch_files)
