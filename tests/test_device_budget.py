@@ -241,6 +241,42 @@ def test_detector1_never_takes_the_host_budget_for_the_device(monkeypatch, plans
 
 
 @needs_host_build
+@pytest.mark.parametrize("max_memory", [None, 48 * MiB], ids=["default", "48MiB"])
+def test_detector1_host_plan_is_the_host_budget_on_the_gpu(monkeypatch, plans, max_memory):
+    """On the GPU, jump's and ramp_fit's host budget is half the working share of detector1's host
+    plan (what is left of max_memory, or of its 2 GiB default, above the products and
+    references), jump's less its flag arrays when they are in memory; their device budget is
+    max_device_memory, untouched by either."""
+    from steps_cases import raw_exposure, refs_for
+
+    from gpucal.pipeline import detector1_result
+    from gpucal.synthetic import make_exposure
+
+    from gpucal.pipeline import memory_plan
+
+    made = []
+
+    def plan_memory(*args, **kwargs):
+        made.append(memory_plan.plan_memory(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(sys.modules["gpucal.pipeline.detector1"], "plan_memory", plan_memory)
+    monkeypatch.setattr(budget, "available_host_memory", lambda: None)  # whatever this machine has free
+    _install(monkeypatch, Devices(h100s([8 * GiB])))
+    ramp = raw_exposure(nints=2, ngroups=10, ny=64, nx=48)
+    ramp.meta.update(FASTAXIS=-1, SLOWAXIS=2, NOUTPUTS=4)
+    refs = refs_for(ramp)
+    exp = make_exposure(2, 10, 64, 48, seed=3, saturation_dn=30000.0)
+    refs.update(gain=exp.gain, readnoise=exp.readnoise)
+    detector1_result(ramp, refs=refs, backend="gpu", max_memory=max_memory, max_device_memory="300MB")
+    tail = made[-1].work // 2
+    assert made[-1].budget == (max_memory or 2 * GiB)
+    flags = 3 * 2 * 10 * 64 * 48
+    assert [p["host"] for p in plans] == [tail - flags, tail - flags, tail]  # jump's two passes, ramp_fit
+    assert all(p["device"] == 300 * MiB for p in plans)
+
+
+@needs_host_build
 def test_gpu_task_estimate_includes_the_pinned_staging(monkeypatch, tmp_path):
     """gpucal.batch's host-memory estimate of a GPU task covers the pinned buffers it really uses."""
     from gpucal.scaleout.jobs import JOBS
