@@ -479,6 +479,154 @@ extern "C" __global__ void segment_sum_kernel(long long nseg, const long long* s
 }
 
 #ifdef GPUCAL_HOST_BUILD
+// The CPU backend's compiled path (gpucal/native.py, gpucal/cube/native.py): no records and
+// no sort. Per chunk of points, two phases, each split over threads:
+//   cube_*_ranges  each point's candidate ranges, as the count kernels (threads: point ranges);
+//   cube_*_apply   the chunk's points in order, each adding its weights directly onto the
+//                  voxels of planes [w_lo, w_hi) (threads: disjoint plane bands, so every voxel
+//                  is written by one thread and sees its points in increasing index, the order
+//                  of segment_sum_kernel and of numpy's add.at: the same bits).
+inline void add_to_voxel(long long v, double ww, double flux_k, double err_k, double* fluxv,
+                         double* weightv, double* varv, double* ifluxv)
+{
+    fluxv[v] = fluxv[v] + flux_k * ww;
+    weightv[v] = weightv[v] + ww;
+    varv[v] = varv[v] + (err_k * ww) * (err_k * ww);
+    ifluxv[v] = ifluxv[v] + 1.0;
+}
+
+extern "C" void cube_pointcloud_ranges(long long k0, long long k1, const double* xc, int nx, const double* yc, int ny,
+                                       const double* zc, int nz, const double* coord1, const double* coord2,
+                                       const double* wave, const double* rois, const double* roiw, int* ranges)
+{
+    for (long long k = k0; k < k1; ++k) {
+        int* r = ranges + 6 * k;
+        axis_range(xc, nx, coord1[k], rois[k], r + 0, r + 1);
+        axis_range(yc, ny, coord2[k], rois[k], r + 2, r + 3);
+        axis_range(zc, nz, wave[k], roiw[k], r + 4, r + 5);
+    }
+}
+
+extern "C" void cube_pointcloud_apply(long long npt, int msm, const double* xc, int nx, const double* yc, int ny,
+                                      const double* zc, const double* coord1, const double* coord2,
+                                      const double* wave, const double* flux, const double* err, const double* rois,
+                                      const double* scalerad, const double* power, const double* softrad,
+                                      const double* zcdelt3, double cdelt1, double cdelt2, const int* ranges,
+                                      int w_lo, int w_hi, double* fluxv, double* weightv, double* varv,
+                                      double* ifluxv)
+{
+    for (long long k = 0; k < npt; ++k) {
+        const int* r = ranges + 6 * k;
+        int w0 = r[4] > w_lo ? r[4] : w_lo;
+        int w1 = r[5] < w_hi ? r[5] : w_hi;
+        if (w0 >= w1) {
+            continue;
+        }
+        for (int ix = r[0]; ix < r[1]; ++ix) {
+            for (int iy = r[2]; iy < r[3]; ++iy) {
+                double xdist = fabs(xc[ix] - coord1[k]);
+                double ydist = fabs(yc[iy] - coord2[k]);
+                if (!(sqrt(xdist * xdist + ydist * ydist) <= rois[k])) {
+                    continue;
+                }
+                for (int iw = w0; iw < w1; ++iw) {
+                    double r2 = pointcloud_distance2(xdist, ydist, wave[k], zc[iw], zcdelt3[iw], cdelt1, cdelt2);
+                    double ww = msm ? msm_weight(r2, power[k], softrad[k]) : emsm_weight(r2, scalerad[k], cdelt1);
+                    add_to_voxel(((long long)iw * ny + iy) * nx + ix, ww, flux[k], err[k], fluxv, weightv, varv,
+                                 ifluxv);
+                }
+            }
+        }
+    }
+}
+
+// ranges as drizzle_count_kernel; a point with a non-finite corner, wavelength or width gets
+// an empty plane range.
+extern "C" void cube_drizzle_ranges(long long k0, long long k1, const double* xc, int nx, const double* yc, int ny,
+                                    const double* zc, int nz, const double* wave, const double* xi,
+                                    const double* eta, const double* dwave, double max_abs_cdelt3, double cdelt1,
+                                    double cdelt2, int* ranges)
+{
+    for (long long k = k0; k < k1; ++k) {
+        int* r = ranges + 6 * k;
+        const double* x4 = xi + 4 * k;
+        const double* y4 = eta + 4 * k;
+        double xmin = x4[0], xmax = x4[0], ymin = y4[0], ymax = y4[0];
+        bool finite = isfinite(wave[k]) && isfinite(dwave[k]);
+        for (int j = 0; j < 4; ++j) {
+            finite = finite && isfinite(x4[j]) && isfinite(y4[j]);
+            xmin = x4[j] < xmin ? x4[j] : xmin;
+            xmax = x4[j] > xmax ? x4[j] : xmax;
+            ymin = y4[j] < ymin ? y4[j] : ymin;
+            ymax = y4[j] > ymax ? y4[j] : ymax;
+        }
+        driz_spatial_bracket(xmin, xmax, cdelt1 / 2.0, xc[0], cdelt1, nx, r + 0, r + 1);
+        driz_spatial_bracket(ymin, ymax, cdelt2 / 2.0, yc[0], cdelt2, ny, r + 2, r + 3);
+        double guard = (fabs(dwave[k]) + max_abs_cdelt3) * (1 + 1e-9) + 1e-300;
+        int w0 = lower_bound(zc, nz, wave[k] - guard) - 1;
+        int w1 = lower_bound(zc, nz, wave[k] + guard) + 1;
+        r[4] = w0 < 0 ? 0 : (w0 > nz ? nz : w0);
+        r[5] = w1 > nz ? nz : w1;
+        if (!finite) {
+            r[5] = r[4];
+        }
+    }
+}
+
+extern "C" void cube_drizzle_apply(long long npt, const double* xc, int nx, const double* yc, int ny,
+                                   const double* zc, const double* wave, const double* flux, const double* err,
+                                   const double* xi, const double* eta, const double* dwave, const double* cdelt3,
+                                   double cdelt1, double cdelt2, const int* ranges, int w_lo, int w_hi,
+                                   double* fluxv, double* weightv, double* varv, double* ifluxv)
+{
+    for (long long k = 0; k < npt; ++k) {
+        const int* r = ranges + 6 * k;
+        int w0 = r[4] > w_lo ? r[4] : w_lo;
+        int w1 = r[5] < w_hi ? r[5] : w_hi;
+        // a point whose planes in this band all have zero spectral overlap adds nothing: skip
+        // its polygon clipping (weight = area * zo > 0 needs zo > 0)
+        bool any_plane = false;
+        for (int iw = w0; iw < w1 && !any_plane; ++iw) {
+            any_plane = fabs(zc[iw] - wave[k]) < fabs(dwave[k] + cdelt3[iw]) &&
+                        wave_overlap(wave[k], dwave[k], zc[iw], cdelt3[iw]) > 0;
+        }
+        if (!any_plane) {
+            continue;
+        }
+        const double* x4 = xi + 4 * k;
+        const double* y4 = eta + 4 * k;
+        double xmin = x4[0], xmax = x4[0], ymin = y4[0], ymax = y4[0];
+        for (int j = 1; j < 4; ++j) {
+            xmin = x4[j] < xmin ? x4[j] : xmin;
+            xmax = x4[j] > xmax ? x4[j] : xmax;
+            ymin = y4[j] < ymin ? y4[j] : ymin;
+            ymax = y4[j] > ymax ? y4[j] : ymax;
+        }
+        for (int ix = r[0]; ix < r[1]; ++ix) {
+            for (int iy = r[2]; iy < r[3]; ++iy) {
+                double xleft = xc[ix] - cdelt1 * 0.5;
+                double xright = xc[ix] + cdelt1 * 0.5;
+                double ybot = yc[iy] - cdelt2 * 0.5;
+                double ytop = yc[iy] + cdelt2 * 0.5;
+                if (!(xleft < xmax && xright > xmin && ybot < ymax && ytop > ymin)) {
+                    continue;
+                }
+                double area = overlap_area(xc[ix], yc[iy], cdelt1, cdelt2, x4, y4);
+                for (int iw = w0; iw < w1; ++iw) {
+                    if (!(fabs(zc[iw] - wave[k]) < fabs(dwave[k] + cdelt3[iw]))) {
+                        continue;
+                    }
+                    double weight = area * wave_overlap(wave[k], dwave[k], zc[iw], cdelt3[iw]);
+                    if (weight > 0) {
+                        add_to_voxel(((long long)iw * ny + iy) * nx + ix, weight, flux[k], err[k], fluxv, weightv,
+                                     varv, ifluxv);
+                    }
+                }
+            }
+        }
+    }
+}
+
 GPUCAL_EXPORT_HOST_LAUNCHER(pointcloud_count_kernel)
 GPUCAL_EXPORT_HOST_LAUNCHER(pointcloud_emit_kernel)
 GPUCAL_EXPORT_HOST_LAUNCHER(drizzle_count_kernel)
