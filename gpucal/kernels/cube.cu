@@ -32,6 +32,49 @@ __host__ __device__ inline double positive_inf()
 }
 
 // ------------------------------------------------------------------ shared exp / log / pow
+// Exact bit moves instead of libm's ldexp / frexp calls (the same values, several times faster
+// on the host, where an x86-64 build without -march calls libm for them).
+__host__ __device__ inline double double_from_bits(long long bits)
+{
+#ifdef __CUDA_ARCH__
+    return __longlong_as_double(bits);
+#else
+    double out;
+    __builtin_memcpy(&out, &bits, sizeof out);
+    return out;
+#endif
+}
+
+__host__ __device__ inline long long bits_of_double(double x)
+{
+#ifdef __CUDA_ARCH__
+    return __double_as_longlong(x);
+#else
+    long long out;
+    __builtin_memcpy(&out, &x, sizeof out);
+    return out;
+#endif
+}
+
+// 2^k for a normal exponent, -1022 <= k <= 1023 (ldexp(1.0, k)).
+__host__ __device__ inline double pow2i(int k)
+{
+    return double_from_bits((long long)(k + 1023) << 52);
+}
+
+// m in [0.5, 1) and *e with x = m * 2^e, for finite x > 0 (frexp; subnormals scaled by 2^54 first).
+__host__ __device__ inline double frexp_positive(double x, int* e)
+{
+    int shift = 0;
+    if (x < 2.2250738585072014e-308) {
+        x = x * 18014398509481984.0;
+        shift = 54;
+    }
+    long long bits = bits_of_double(x);
+    *e = (int)(bits >> 52) - 1022 - shift;
+    return double_from_bits((bits & 0x000fffffffffffffLL) | 0x3fe0000000000000LL);
+}
+
 __host__ __device__ inline double scale_pow2(double y, int k)
 {
     // y * 2^k rounded once: the first factor keeps the product normal (exact).
@@ -43,10 +86,13 @@ __host__ __device__ inline double scale_pow2(double y, int k)
         k1 = k - 8;
         k2 = 8;
     }
-    return (y * ldexp(1.0, k1)) * ldexp(1.0, k2);
+    return (y * pow2i(k1)) * pow2i(k2);
 }
 
-__host__ __device__ inline double portable_exp(double x)
+// exp(x + x_lo) for a double-double argument (|x_lo| <= ulp(x)): Cody-Waite reduction by ln 2
+// (k * ln2_hi exact), the low part folded into the reduced argument, and the classic rational
+// remainder. portable_exp(x) is the same with x_lo = 0.
+__host__ __device__ inline double portable_exp_dd(double x, double x_lo)
 {
     const double ln2_hi = 6.93147180369123816490e-01;
     const double ln2_lo = 1.90821492927058770002e-10;
@@ -66,7 +112,7 @@ __host__ __device__ inline double portable_exp(double x)
     double half = x < 0 ? -0.5 : 0.5;
     double kf = trunc(x * inv_ln2 + half);
     double hi = x - kf * ln2_hi;
-    double lo = kf * ln2_lo;
+    double lo = kf * ln2_lo - x_lo;
     double r = hi - lo;
     double t = r * r;
     double c = r - t * (p1 + t * (p2 + t * (p3 + t * (p4 + t * p5))));
@@ -74,7 +120,29 @@ __host__ __device__ inline double portable_exp(double x)
     return scale_pow2(y, (int)kf);
 }
 
-__host__ __device__ inline double portable_log(double x)
+__host__ __device__ inline double portable_exp(double x)
+{
+    return portable_exp_dd(x, 0.0);
+}
+
+// a * b = *hi + *lo exactly (Dekker's product with Veltkamp's split: no FMA needed; |a|, |b| < 2^995).
+__host__ __device__ inline void two_product(double a, double b, double* hi, double* lo)
+{
+    const double split = 134217729.0;  // 2^27 + 1
+    double ca = split * a;
+    double cb = split * b;
+    double ah = ca - (ca - a);
+    double bh = cb - (cb - b);
+    double al = a - ah;
+    double bl = b - bh;
+    *hi = a * b;
+    *lo = (((ah * bh - *hi) + ah * bl) + al * bh) + al * bl;
+}
+
+// log(x) = *hi + *lo for finite x > 0, to about 2^-66 relative: x = m * 2^e with m in
+// [sqrt(1/2), sqrt(2)), f = m - 1 (exact), log(m) = 2u + u*R(u^2) with u = f / (2 + f) carried
+// as u + ul (the division's remainder from an exact product), R the classic minimax series.
+static __host__ __device__ inline void portable_log_dd(double x, double* hi, double* lo)
 {
     const double ln2_hi = 6.93147180369123816490e-01;
     const double ln2_lo = 1.90821492927058770002e-10;
@@ -82,34 +150,39 @@ __host__ __device__ inline double portable_log(double x)
                  lg3 = 2.857142874366239149e-01, lg4 = 2.222219843214978396e-01,
                  lg5 = 1.818357216161805012e-01, lg6 = 1.531383769920937332e-01,
                  lg7 = 1.479819860511658591e-01;
-    if (isnan(x) || x < 0) {
-        return GPUCAL_NAN;
-    }
-    if (x == 0.0) {
-        return -positive_inf();
-    }
-    if (x > 1.7976931348623157e308) {
-        return x;
-    }
     int e = 0;
-    double m = frexp(x, &e);  // x = m * 2^e, m in [0.5, 1)
+    double m = frexp_positive(x, &e);
     if (m < 0.70710678118654752440) {
         m = m * 2.0;
         e = e - 1;
     }
     double ef = (double)e;
     double f = m - 1.0;
-    double s = f / (2.0 + f);
-    double z = s * s;
+    double d = 2.0 + f;
+    double d_lo = f - (d - 2.0);  // d + d_lo = 2 + f exactly
+    double u = f / d;
+    double qh, ql;
+    two_product(u, d, &qh, &ql);
+    double ul = (((f - qh) - ql) - u * d_lo) / d;
+    double z = u * u;
     double w = z * z;
     double t1 = w * (lg2 + w * (lg4 + w * lg6));
     double t2 = z * (lg1 + w * (lg3 + w * (lg5 + w * lg7)));
-    double r = t2 + t1;
-    double hfsq = 0.5 * f * f;
-    return ef * ln2_hi - ((hfsq - (s * (hfsq + r) + ef * ln2_lo)) - f);
+    double tail = u * (t2 + t1);
+    // ef*ln2_hi + 2u (both exact) summed exactly, then the small terms (2ul * (1 + u^2): the
+    // low part of u through the series' first two terms)
+    double a = ef * ln2_hi;
+    double b = 2.0 * u;
+    double s = a + b;
+    double bb = s - a;
+    double err = (a - (s - bb)) + (b - bb);
+    double small = err + (ef * ln2_lo + (tail + (2.0 * ul) * (1.0 + z)));
+    *hi = s + small;
+    *lo = small - (*hi - s);
 }
 
-// s^p for s >= 0: a left-to-right product for integer p in [0, 16], else exp(p * log(s)).
+// s^p for s >= 0: a left-to-right product for integer p in [0, 16], else exp(p * log(s)) with
+// log(s) and the product p * log(s) carried in double-double (within 1 ulp, see the docs).
 __host__ __device__ inline double portable_pow(double s, double p)
 {
     if (p == floor(p) && p >= 0 && p <= 16) {
@@ -122,7 +195,24 @@ __host__ __device__ inline double portable_pow(double s, double p)
     if (s == 0.0) {
         return p > 0 ? 0.0 : (p == 0 ? 1.0 : positive_inf());
     }
-    return portable_exp(p * portable_log(s));
+    if (isnan(s) || isnan(p) || s < 0) {
+        return GPUCAL_NAN;
+    }
+    if (s > 1.7976931348623157e308) {
+        return p > 0 ? positive_inf() : 0.0;
+    }
+    double lh, ll;
+    portable_log_dd(s, &lh, &ll);
+    double yh = p * lh;
+    if (!(fabs(yh) < 746.0)) {  // over- or underflows (or s == 1 with an infinite p: NaN)
+        return portable_exp(yh);
+    }
+    if (yh == 0.0) {  // s == 1, or p * log(s) below the smallest double: 1 (no split of a huge p)
+        return 1.0;
+    }
+    double ph, pl;
+    two_product(p, lh, &ph, &pl);
+    return portable_exp_dd(ph, pl + p * ll);
 }
 
 // ------------------------------------------------------------------ point cloud
