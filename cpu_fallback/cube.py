@@ -127,21 +127,31 @@ def portable_pow(s: np.ndarray, p: np.ndarray) -> np.ndarray:
     """
     s, p = np.broadcast_arrays(np.asarray(s, np.float64), np.asarray(p, np.float64))
     chain = (p == np.floor(p)) & (p >= 0) & (p <= POW_MAX_CHAIN)
+    out = np.empty(s.shape)
     with np.errstate(all="ignore"):
-        prod = np.where(p >= 1, s, 1.0)
-        for i in range(2, POW_MAX_CHAIN + 1):
-            prod = np.where(p >= i, prod * s, prod)
-        positive = (s > 0) & (s < np.inf)
-        lh, ll = portable_log_dd(np.where(positive, s, 1.0))
-        yh = p * lh
-        ph, pl = two_product(p, lh)
-        general = portable_exp_dd(ph, pl + p * ll)
-        general = np.where(yh == 0.0, 1.0, general)
-        general = np.where(np.abs(yh) < 746.0, general, portable_exp(yh))
-        general = np.where(s == np.inf, np.where(p > 0, np.inf, 0.0), general)
-        general = np.where(np.isnan(s) | np.isnan(p) | (s < 0), np.nan, general)
-        general = np.where(s == 0.0, np.where(p > 0, 0.0, np.where(p == 0, 1.0, np.inf)), general)
-    return np.where(chain, prod, general)
+        if chain.any():
+            sc, pc = s[chain], p[chain]
+            prod = np.where(pc >= 1, sc, 1.0)
+            for i in range(2, int(pc.max()) + 1):
+                prod = np.where(pc >= i, prod * sc, prod)
+            out[chain] = prod
+        if not chain.all():
+            out[~chain] = _pow_general(s[~chain], p[~chain])
+    return out
+
+
+def _pow_general(s: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``portable_pow`` for non-chain exponents."""
+    positive = (s > 0) & (s < np.inf)
+    lh, ll = portable_log_dd(np.where(positive, s, 1.0))
+    yh = p * lh
+    ph, pl = two_product(p, lh)
+    out = portable_exp_dd(ph, pl + p * ll)
+    out = np.where(yh == 0.0, 1.0, out)
+    out = np.where(np.abs(yh) < 746.0, out, portable_exp(yh))
+    out = np.where(s == np.inf, np.where(p > 0, np.inf, 0.0), out)
+    out = np.where(np.isnan(s) | np.isnan(p) | (s < 0), np.nan, out)
+    return np.where(s == 0.0, np.where(p > 0, 0.0, np.where(p == 0, 1.0, np.inf)), out)
 
 
 # ---------------------------------------------------------------- point cloud (msm / emsm)
