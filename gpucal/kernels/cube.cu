@@ -32,8 +32,8 @@ __host__ __device__ inline double positive_inf()
 }
 
 // ------------------------------------------------------------------ shared exp / log / pow
-// Exact bit moves instead of libm's ldexp / frexp calls (the same values, several times faster
-// on the host, where an x86-64 build without -march calls libm for them).
+// Exact bit moves instead of libm's ldexp / frexp (the same values; on the host, an x86-64 build
+// without -march calls libm for those, which made exp 4x slower).
 __host__ __device__ inline double double_from_bits(long long bits)
 {
 #ifdef __CUDA_ARCH__
@@ -60,19 +60,6 @@ __host__ __device__ inline long long bits_of_double(double x)
 __host__ __device__ inline double pow2i(int k)
 {
     return double_from_bits((long long)(k + 1023) << 52);
-}
-
-// m in [0.5, 1) and *e with x = m * 2^e, for finite x > 0 (frexp; subnormals scaled by 2^54 first).
-__host__ __device__ inline double frexp_positive(double x, int* e)
-{
-    int shift = 0;
-    if (x < 2.2250738585072014e-308) {
-        x = x * 18014398509481984.0;
-        shift = 54;
-    }
-    long long bits = bits_of_double(x);
-    *e = (int)(bits >> 52) - 1022 - shift;
-    return double_from_bits((bits & 0x000fffffffffffffLL) | 0x3fe0000000000000LL);
 }
 
 __host__ __device__ inline double scale_pow2(double y, int k)
@@ -109,7 +96,7 @@ __host__ __device__ inline double portable_exp_dd(double x, double x_lo)
     if (x < -7.45133219101941108420e+02) {
         return 0.0;
     }
-    double half = x < 0 ? -0.5 : 0.5;
+    double half = 0.5 - (double)(x < 0);  // -0.5 or 0.5 without a branch (the sign is data)
     double kf = trunc(x * inv_ln2 + half);
     double hi = x - kf * ln2_hi;
     double lo = kf * ln2_lo - x_lo;
@@ -150,13 +137,18 @@ static __host__ __device__ inline void portable_log_dd(double x, double* hi, dou
                  lg3 = 2.857142874366239149e-01, lg4 = 2.222219843214978396e-01,
                  lg5 = 1.818357216161805012e-01, lg6 = 1.531383769920937332e-01,
                  lg7 = 1.479819860511658591e-01;
-    int e = 0;
-    double m = frexp_positive(x, &e);
-    if (m < 0.70710678118654752440) {
-        m = m * 2.0;
-        e = e - 1;
+    // x = m * 2^e with m in [sqrt(1/2), sqrt(2)), from the bits (subnormals scaled by 2^54 first);
+    // the choice of binade is an integer compare, not a data-dependent branch
+    int shift = 0;
+    if (x < 2.2250738585072014e-308) {
+        x = x * 18014398509481984.0;
+        shift = 54;
     }
-    double ef = (double)e;
+    long long bits = bits_of_double(x);
+    long long mbits = (bits & 0x000fffffffffffffLL) | 0x3fe0000000000000LL;  // in [0.5, 1)
+    int below = mbits < 0x3fe6a09e667f3bcdLL;                                 // m < sqrt(1/2)
+    double m = double_from_bits(mbits + ((long long)below << 52));            // then m * 2
+    double ef = (double)((int)(bits >> 52) - 1022 - shift - below);
     double f = m - 1.0;
     double d = 2.0 + f;
     double d_lo = f - (d - 2.0);  // d + d_lo = 2 + f exactly
