@@ -8,7 +8,9 @@ record order), and records are emitted in point order, chunk after chunk. So eac
 is the same sequence of roundings as in ``cube_match_sky_pointcloud.c`` / ``cube_match_sky_driz.c``.
 
 ``exp`` and ``pow`` are the shared portable versions (:func:`portable_exp`, :func:`portable_pow`)
-so the CUDA kernel gives the same bits; they differ from glibc's by at most about 1 ulp.
+so the CUDA kernel and its host build give the same bits; ``exp``, ``s**2`` and non-integer
+powers up to 16 in magnitude are within 1 ulp of the exact value (all bounds in
+docs/algorithms/cube_build.md).
 
 Spec: ``../shared/specs/cube_build.md`` sections 4.1-4.4, 6.1, 7.
 """

@@ -10,7 +10,8 @@ drizzle sums equal jwst's bit for bit and GPU equals CPU bit for bit. The CPU ba
 host build of ``gpucal/kernels/cube.cu`` on ``GPUCAL_CPU_WORKERS`` threads
 (:mod:`gpucal.cube.native`), or the numpy kernels of ``cpu_fallback/cube.py`` when no C++
 compiler is available or ``GPUCAL_NATIVE=0`` (the same bits). msm/emsm use gpucal's
-portable ``exp``/``pow`` (shared by both backends), within 1 ulp of glibc's per weight.
+portable ``exp``/``pow`` (shared by all paths), within 1 ulp of the exact weight for emsm, msm
+with the CUBEPAR power 2 and non-integer powers up to 16.
 
 Spec: ``../shared/specs/cube_build.md`` sections 4 and 6.1.
 """

@@ -13,10 +13,11 @@
 //    point order, so each voxel's records stay in increasing point index)
 //   segment_sum_kernel  one thread per voxel segment: adds its records in order onto the
 //                    running sums, F += flux*w, W += w, V += (err*w)^2, N += 1.
-// Each voxel therefore sees the same sequence of roundings as the C's point loop.
+// Each voxel therefore sees the same sequence of roundings as the C's point loop. The CPU
+// backend runs the host-only functions at the end of this file instead (no records, no sort).
 //
-// exp and pow are portable_exp / portable_pow below (plain + - * /, frexp, ldexp), so the
-// device and numpy give the same bits; libm's and CUDA's differ from each other.
+// exp and pow are portable_exp / portable_pow below (plain + - * /, trunc, exact bit moves), so
+// the device, the host build and numpy give the same bits; libm's and CUDA's differ.
 
 #include "numeric.cuh"
 
