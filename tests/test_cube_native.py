@@ -36,6 +36,9 @@ def _case(name: str) -> tuple:
     if name == "drizzle":  # a few unusable footprints: a NaN corner, a NaN wavelength width
         case["xi2"][::97] = np.nan
         case["dwave"][5::89] = np.nan
+    if name == "emsm":  # and points with a NaN coordinate or wavelength
+        case["coord2"][3::101] = np.nan
+        case["wave"][7::103] = np.nan
     return run, case
 
 
