@@ -160,15 +160,15 @@ def bench_sums(args, paths, rows):
         if weighting.startswith("msm-p"):  # e.g. msm-p1.5: a non-integer power
             weighting, power = "msm", float(weighting[5:])
 
-        def call(impl, backend=None, weighting=weighting, power=power):
+        def call(impl, backend=None, weighting=weighting, power=power, dithers=data):
             if weighting == "drizzle":
-                return [run_drizzle(impl, d, g, backend) for d in data]
-            return [run_pointcloud(impl, d, g, weighting, backend, power) for d in data]
+                return [run_drizzle(impl, d, g, backend) for d in dithers]
+            return [run_pointcloud(impl, d, g, weighting, backend, power) for d in dithers]
 
-        call("jwst")  # warm-up (imports, first touch of the outputs)
+        call("jwst", dithers=data[:1])  # warm-up (imports, first touch of the outputs)
         t_ref, refs = best_of(lambda: call("jwst"), args.repeats)
         for path in paths:
-            with_path(path, lambda backend: call("gpucal", backend))  # warm-up: host build / compile
+            with_path(path, lambda backend: call("gpucal", backend, dithers=data[:1]))  # warm-up: build, compile
             repeats = args.repeats if path != "numpy" else min(args.repeats, args.numpy_repeats)
             t, gots = with_path(path, lambda backend: best_of(lambda: call("gpucal", backend), repeats))
             row = dict(kind="sums", weighting=name, path=path, jwst_s=t_ref, gpucal_s=t, ratio=t_ref / t,
