@@ -70,8 +70,9 @@ SLOWAXIS = 2
 # --------------------------------------------------------------------------- inputs
 
 
-def make_inputs(case: Case, seed: int, workdir: Path) -> dict[str, Any]:
-    """Raw exposure, references, gain/readnoise and the source mask shared by both chains."""
+def make_inputs(case: Case, seed: int, workdir: Path, with_ref: bool = True) -> dict[str, Any]:
+    """Raw exposure, references, gain/readnoise and the source mask shared by both chains
+    (the mask's file, for jwst's clean_flicker_noise, only ``with_ref``: it needs stdatamodels)."""
     from gpucal import Ramp
     from gpucal.refs import make_calib_refs
     from gpucal.synthetic import make_exposure
@@ -90,12 +91,14 @@ def make_inputs(case: Case, seed: int, workdir: Path) -> dict[str, Any]:
     # Illuminated pixels: a fixed band, as a spectral trace would be.
     mask = np.zeros((case.ny, case.nx), bool)
     mask[case.ny // 4: case.ny // 4 + max(1, case.ny // 8)] = True
-    mask_path = workdir / "background_mask.fits"
-    from stdatamodels.jwst import datamodels
+    mask_path = None
+    if with_ref:
+        from stdatamodels.jwst import datamodels
 
-    datamodels.ImageModel(data=(~mask).astype(np.float32)).save(mask_path)
+        mask_path = workdir / "background_mask.fits"
+        datamodels.ImageModel(data=(~mask).astype(np.float32)).save(mask_path)
     return {"raw": raw, "refs": refs, "gain": np.asarray(ex.gain, np.float32),
-            "readnoise": np.asarray(ex.readnoise, np.float32), "mask": mask, "mask_path": str(mask_path)}
+            "readnoise": np.asarray(ex.readnoise, np.float32), "mask": mask, "mask_path": mask_path and str(mask_path)}
 
 
 # --------------------------------------------------------------------------- gpucal chain
@@ -308,7 +311,7 @@ def run_case(case: Case, backends: list[str], *, repeats: int | None, seed: int,
     n = repeats or default_repeats(case)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        inp = make_inputs(case, seed, Path(tmp))
+        inp = make_inputs(case, seed, Path(tmp), with_ref)
         dark_avg: dict[str, Any] = {}
         ref_fns = reference_steps(inp, dark_avg) if with_ref else None
         chains = {b: gpucal_steps(inp, b, dark_avg) for b in backends}

@@ -363,11 +363,25 @@ def slice_geometry(g: dict, lo: int, hi: int) -> dict:
     return {key: (val[lo:hi] if isinstance(val, np.ndarray) else hi - lo) for key, val in g.items()}
 
 
+def record_bits(nout: int) -> int:
+    """Bits of the record number in a key ``(out_index << bits) | record`` for ``nout`` output pixels.
+
+    32, or fewer for outputs of 2**31 pixels or more, so that ``out_index`` (up to ``nout``
+    for zero weights) fits the other bits of an int64. The records keyed at once must number
+    fewer than ``2**bits``.
+    """
+    bits = min(32, 63 - int(nout).bit_length())
+    if bits < 16:
+        raise ValueError(f"an output of {nout} pixels is too large for drizzle's 64-bit record keys")
+    return bits
+
+
 def drizzle_emit(pix: np.ndarray, pixmap: np.ndarray, weights: np.ndarray, wtscale: float, onx: int, ony: int,
-                 c: DrizzleConsts, lut: np.ndarray, g: dict | None = None, dows: np.ndarray | None = None):
+                 c: DrizzleConsts, lut: np.ndarray, g: dict | None = None, dows: np.ndarray | None = None,
+                 rec_bits: int = 32):
     """Records of the pixels ``pix`` in reference order: ``(keys, dows, rec_pixel)``.
 
-    ``keys = (out_index << 32) | record`` with ``out_index = onx*ony`` for zero weights.
+    ``keys = (out_index << rec_bits) | record`` with ``out_index = onx*ony`` for zero weights.
     ``g``: the pixels' ``pixel_geometry`` when already computed (numpy only; the CUDA
     kernel recomputes it); ``dows``: the records' weights when already computed
     (``separable_weights`` over a whole block).
@@ -388,19 +402,20 @@ def drizzle_emit(pix: np.ndarray, pixmap: np.ndarray, weights: np.ndarray, wtsca
     if dows is None:
         dows = cell_weight(c, g, rep, wi, ii, jj, lut)
     out = np.where(dows != 0.0, jj * onx + ii, onx * ony)
-    keys = (out << 32) | np.arange(nrec, dtype=np.int64)
+    keys = (out << rec_bits) | np.arange(nrec, dtype=np.int64)
     return keys, dows, rep.astype(np.int32)
 
 
-def replay_layers(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pix: np.ndarray) -> tuple:
+def replay_layers(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pix: np.ndarray,
+                  rec_bits: int = 32) -> tuple:
     """Rank layers of the sorted records ``keys``: ``(layer_sizes, out, dows, pixels)`` in layer order.
 
     Layer ``r`` holds every output pixel's ``r``-th record (key order), so that a layer is a
     contiguous slice; shared by every image replayed with the same records.
     """
     n = keys.size
-    out = keys >> 32
-    rec = keys & 0xFFFFFFFF
+    out = keys >> rec_bits
+    rec = keys & ((1 << rec_bits) - 1)
     head = np.ones(n, dtype=bool)
     head[1:] = out[1:] != out[:-1]
     start = np.maximum.accumulate(np.where(head, np.arange(n), 0))
@@ -414,7 +429,7 @@ def replay_layers(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pix
 def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pix: np.ndarray, data: np.ndarray,
                    iscale: np.float32, data2: list, iscale2: np.float32, dq: np.ndarray | None, out_img: np.ndarray,
                    out_wht: np.ndarray, out_img2: list, out_ctx: np.ndarray | None, bit: int,
-                   out_dq: np.ndarray | None, layers: tuple | None = None) -> None:
+                   out_dq: np.ndarray | None, layers: tuple | None = None, rec_bits: int = 32) -> None:
     """Apply the sorted records ``keys`` (zero weights excluded) to the outputs, in place.
 
     Records of one output pixel are applied in key order: layer ``r`` holds every output
@@ -423,7 +438,7 @@ def drizzle_replay(keys: np.ndarray, dows: np.ndarray, rec_pixel: np.ndarray, pi
     """
     if keys.size == 0:
         return
-    layer_sizes, out, dows, p_all = replay_layers(keys, dows, rec_pixel, pix) if layers is None else layers
+    layer_sizes, out, dows, p_all = replay_layers(keys, dows, rec_pixel, pix, rec_bits) if layers is None else layers
     if out_ctx is not None:
         # OR is order-free: one pass over the group (repeated pixels write equal values)
         ctx = out_ctx.reshape(-1)

@@ -133,27 +133,23 @@ def on_device(array: Any) -> bool:
     return array is not None and array_module_of(array) is not np
 
 
-def free_device_memory(device: int = 0) -> int:
-    """Free memory of a CUDA device in bytes, from NVML when available, else from CUDA.
+def free_device_memory(device: int | None = None) -> int:
+    """Bytes gpucal can allocate on a CUDA device: what CUDA reports free there
+    (``cudaMemGetInfo``) plus what CuPy's memory pool holds unused there, within the pool's
+    limit when one is set.
 
-    Memory already held by CuPy's pool counts as free, since gpucal can reuse it.
+    ``device`` is a CuPy device id (an index among the devices ``CUDA_VISIBLE_DEVICES`` leaves
+    visible); default the current device, the one the launchers allocate on. CUDA's own count
+    is used, not NVML's: NVML numbers the physical GPUs whatever ``CUDA_VISIBLE_DEVICES`` says
+    (so a dask-cuda worker would read another worker's GPU) and does not see MIG instances.
     """
-    free = None
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(device)
-            free = int(pynvml.nvmlDeviceGetMemoryInfo(handle).free)
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception as exc:  # NVML missing or not permitted: ask CUDA instead
-        log.debug("NVML memory query failed (%s); asking the CUDA runtime", exc)
     import cupy
 
-    if free is None:
-        with cupy.cuda.Device(device):
-            free = int(cupy.cuda.runtime.memGetInfo()[0])
-    pool = cupy.get_default_memory_pool()
-    return free + int(pool.free_bytes())
+    with cupy.cuda.Device(device):
+        free = int(cupy.cuda.runtime.memGetInfo()[0])
+        pool = cupy.get_default_memory_pool()
+        available = free + int(pool.free_bytes())
+        limit = int(pool.get_limit())  # 0: no limit
+        if limit:
+            available = min(available, limit - int(pool.used_bytes()))
+    return max(available, 0)

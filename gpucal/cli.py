@@ -1,5 +1,9 @@
 """The ``gpucal`` command line: ``ramp-fit``, ``extract``, ``jump``, ``detector1``, ``resample``, ``cube``,
-``batch``, ``demo``, ``info``.
+``batch``, ``demo``, ``synth``, ``info``.
+
+Outputs follow one rule (:mod:`gpucal.io.output_safety`), checked before any computing: never
+onto an input (also through a link), an existing file only with ``--overwrite``, a read-only
+file never, and the output directory must be writable.
 
 Exit status: 0 success; 1 the exposure had nothing that could be fitted (no product
 written); 2 a usage or input problem (bad arguments, missing or unreadable file, missing
@@ -84,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("-v", "--verbose", action="store_true", help="log debug messages (and tracebacks of errors)")
     group.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only; no progress")
 
+    overwrite = argparse.ArgumentParser(add_help=False)
+    overwrite.add_argument("--overwrite", action="store_true",
+                           help="replace outputs that exist (never an input, never a read-only file)")
+
     backend = argparse.ArgumentParser(add_help=False)
     backend.add_argument(
         "--backend", choices=("auto", "cpu", "gpu"), default=None,
@@ -100,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     rf = sub.add_parser(
-        "ramp-fit", parents=[verbosity, backend],
+        "ramp-fit", parents=[verbosity, backend, overwrite],
         help="fit slopes to a ramp exposure and write _rate/_rateints products",
         description=(
             "Fit up-the-ramp slopes (OLS with optimal weighting, as stcal's OLS_C) and write "
@@ -121,13 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rf.add_argument(
         "--max-memory", type=_size_arg, metavar="SIZE",
-        help="memory the fit may use, e.g. 2GB or 512MB (binary units; "
-             "default: most of the free GPU memory, 2 GiB on the CPU)",
+        help="host memory the fit may use, e.g. 2GB or 512MB (binary units; default 2 GiB; on the GPU: the "
+             "blocks' host copies and pinned staging)",
+    )
+    rf.add_argument(
+        "--max-device-memory", type=_size_arg, metavar="SIZE",
+        help="GPU only: device memory for the blocks in flight, e.g. 40GB (default: 70%% of the free memory of "
+             "the current GPU, never more than is free)",
     )
     rf.set_defaults(func=_cmd_ramp_fit)
 
     ex = sub.add_parser(
-        "extract", parents=[verbosity, backend],
+        "extract", parents=[verbosity, backend, overwrite],
         help="per-group profile of a pixel or region (mean/median/min/max/sum) as a table and plot",
         description=(
             "Collapse the aperture of every group of a ramp exposure with one function and write "
@@ -163,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="overlay the ramp_fit slope on the plot (needs gain and readnoise)")
     ex.set_defaults(func=_cmd_extract)
     jump = sub.add_parser(
-        "jump", parents=[verbosity, backend],
+        "jump", parents=[verbosity, backend, overwrite],
         help="flag cosmic-ray jumps in a ramp exposure and write a _jump ramp file",
         description=(
             "Detect jumps with the two-point-difference method (as stcal's detect_jumps_data, "
@@ -186,14 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     jump.add_argument("--find-showers", action="store_true", help="flag MIRI showers; needs scikit-image")
     jump.add_argument(
         "--max-memory", type=_size_arg, metavar="SIZE",
-        help="memory the detection may use, e.g. 2GB or 512MB (binary units; "
-             "default: most of the free GPU memory, 2 GiB on the CPU)",
+        help="host memory the detection may use, e.g. 2GB or 512MB (binary units; default 2 GiB; on the GPU: "
+             "the blocks' host copies and pinned staging)",
     )
-    jump.add_argument("--overwrite", action="store_true", help="replace an existing _jump.fits")
+    jump.add_argument(
+        "--max-device-memory", type=_size_arg, metavar="SIZE",
+        help="GPU only: device memory for the blocks in flight, e.g. 40GB (default: 70%% of the free memory of "
+             "the current GPU, never more than is free)",
+    )
     jump.set_defaults(func=_cmd_jump)
 
     d1 = sub.add_parser(
-        "detector1", parents=[verbosity, backend],
+        "detector1", parents=[verbosity, backend, overwrite],
         help="calibrate a raw _uncal exposure to _rate/_rateints products (calwebb_detector1)",
         description=(
             "Run the detector1 steps (jwst calwebb_detector1 order and skip defaults) and write "
@@ -203,10 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     d1.add_argument("file", metavar="FILE", type=Path, help="raw exposure (_uncal.fits) or a _ramp.fits")
-    d1.add_argument("--skip", nargs="+", action="extend", default=[], metavar="STEP",
-                    help="steps to skip, e.g. --skip refpix jump")
-    d1.add_argument("--run", nargs="+", action="extend", default=[], metavar="STEP",
-                    help="steps skipped by default to run, e.g. --run ipc")
+    d1.add_argument("--skip", action="append", default=[], metavar="STEP",
+                    help="a step to skip; repeat for more, e.g. --skip refpix --skip jump")
+    d1.add_argument("--run", action="append", default=[], metavar="STEP",
+                    help="a step to run that would be skipped (off by default, e.g. ipc, or already COMPLETE "
+                         "in FILE's S_* keywords); repeatable")
     d1.add_argument("--param", action="append", default=[], metavar="STEP.NAME=VALUE",
                     help="a step parameter with jwst's name, e.g. --param jump.rejection_threshold=5")
     from .refs.resolve import REFTYPES
@@ -219,12 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     d1.add_argument("--save-calibrated-ramp", action="store_true", help="also write {name}_ramp.fits")
     d1.add_argument("--max-memory", type=_size_arg, metavar="SIZE",
                     help="host memory budget, e.g. 2GB (binary units; default 2 GiB)")
+    d1.add_argument("--max-device-memory", type=_size_arg, metavar="SIZE",
+                    help="GPU only: device memory budget, e.g. 40GB (default: 70%% of the free memory of the "
+                         "current GPU, never more than is free)")
     d1.set_defaults(func=_cmd_detector1)
 
     _add_batch_parser(sub, [verbosity, backend])
 
     cube = sub.add_parser(
-        "cube", parents=[verbosity, backend],
+        "cube", parents=[verbosity, backend, overwrite],
         help="build IFU spectral cubes (_s3d.fits) from MIRI MRS or NIRSpec IFU _cal files",
         description=(
             "Combine calibrated IFU exposures (_cal.fits with their assign_wcs WCS) into spectral "
@@ -251,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     cube.set_defaults(func=_cmd_cube)
 
     demo = sub.add_parser(
-        "demo", parents=[verbosity, backend],
+        "demo", parents=[verbosity, backend, overwrite],
         help="run detector1 on the built-in raw 1x10x512x512 demo exposure; write products and a PNG preview",
     )
     demo.add_argument("-o", "--output-dir", type=Path, default=Path("demo_out"), metavar="DIR",
@@ -259,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     rs = sub.add_parser(
-        "resample", parents=[verbosity, backend],
+        "resample", parents=[verbosity, backend, overwrite],
         help="drizzle _cal images onto one sky grid and write an _i2d mosaic (as jwst's resample step)",
         description=(
             "Combine calibrated images (_cal.fits, jwst ImageModel with a gwcs) onto the grid that "
@@ -280,8 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="position angle of the output +y axis (default: the first input's orientation)")
     rs.add_argument("--weight-type", choices=("ivm", "exptime"), default="ivm", help="input weighting (default ivm)")
     rs.add_argument("--fillval", default="NaN", help="value of output pixels without data (default NaN)")
-    rs.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     rs.set_defaults(func=_cmd_resample)
+
+    _add_synth_parser(sub, [verbosity, overwrite])
 
     info = sub.add_parser("info", parents=[verbosity], help="show versions, the backend in use and the GPU")
     info.set_defaults(func=_cmd_info)
@@ -330,11 +352,39 @@ def _add_batch_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     bt.add_argument("--gain", type=Path, metavar="GAIN.fits", help="gain reference file for every exposure")
     bt.add_argument("--readnoise", type=Path, metavar="READNOISE.fits",
                     help="read-noise reference file for every exposure")
-    bt.add_argument("--max-memory", type=_size_arg, metavar="SIZE", help="memory each task may use, e.g. 2GB")
+    bt.add_argument("--max-memory", type=_size_arg, metavar="SIZE", help="host memory each task may use, e.g. 2GB")
+    bt.add_argument("--max-device-memory", type=_size_arg, metavar="SIZE",
+                    help="GPU only: device memory each task may use (default: 70%% of its GPU's free memory)")
     bt.add_argument("--option", dest="options", type=_option_arg, action="append", default=[],
                     metavar="KEY=VALUE", help="another option of the job (VALUE as JSON when it parses), repeatable")
     bt.add_argument("--report", type=Path, metavar="PATH", help="where to write the JSON report")
     bt.set_defaults(func=_cmd_batch)
+
+
+def _add_synth_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    from .synthetic_uncal import SYNTH_INSTRUMENTS
+
+    sy = sub.add_parser(
+        "synth", parents=parents,
+        help="write a synthetic raw _uncal exposure of any shape with matching reference files, to try every command",
+        description=(
+            "Write DIR/{name}_uncal.fits (a raw exposure with stars, cosmic rays, saturation, bias, dark and "
+            "reference pixels) and its MASK, SATURATION, SUPERBIAS, LINEARITY, DARK, GAIN and READNOISE "
+            "references next to it as {name}_{type}.fits, named by the exposure's R_* keywords, so that "
+            "'gpucal detector1 DIR/{name}_uncal.fits' finds them. The references have a few deliberately bad "
+            "(NaN) pixels. The same arguments write the same bytes."
+        ),
+    )
+    sy.add_argument("-o", "--output-dir", type=Path, metavar="DIR", required=True, help="where the files go")
+    sy.add_argument("--shape", type=int, nargs=4, metavar=("NINTS", "NGROUPS", "NY", "NX"), default=[2, 10, 256, 256],
+                    help="the exposure's shape (default 2 10 256 256)")
+    sy.add_argument("--instrument", type=str.upper, choices=sorted(SYNTH_INSTRUMENTS), default="NIRCAM",
+                    help="default NIRCAM")
+    sy.add_argument("--detector", metavar="NAME",
+                    help="a detector of the instrument (default NRCA1, NIS, NRS1 or MIRIMAGE)")
+    sy.add_argument("--name", metavar="NAME", help="base name of the files (default synth_<detector>)")
+    sy.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sy.set_defaults(func=_cmd_synth)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -384,7 +434,18 @@ def _expected_products(prefix: Path, save_opt: bool) -> list[Path]:
     return [prefix.parent / (prefix.name + s) for s in suffixes]
 
 
-def _write_products(result: Any, prefix: Path, save_opt: bool) -> list[Path]:
+def _fit_provenance(result: Any, gain: Path, readnoise: Path) -> None:
+    """Record in each product of a ramp fit that the fit ran (S_RAMP) and with which files (R_*)."""
+    from .refs.resolve import reference_keywords
+
+    cards = {"S_RAMP": "COMPLETE", **reference_keywords({"gain": gain, "readnoise": readnoise})}
+    for name in ("rate", "rateints", "fitopt"):
+        meta = getattr(getattr(result, name, None), "meta", None)
+        if isinstance(meta, dict):
+            meta.update(cards)
+
+
+def _write_products(result: Any, prefix: Path, save_opt: bool, overwrite: bool = True) -> list[Path]:
     """Write the products into prefix's directory (created if missing); on failure remove
     the files (and the directory) this call created, then re-raise."""
     directory = prefix.parent
@@ -393,7 +454,7 @@ def _write_products(result: Any, prefix: Path, save_opt: bool) -> list[Path]:
     expected = _expected_products(prefix, save_opt)
     existed = {p for p in expected if p.exists()}
     try:
-        return [Path(p) for p in result.to_fits(prefix)]
+        return [Path(p) for p in result.to_fits(prefix, overwrite=overwrite)]
     except BaseException:
         for path in expected:
             if path not in existed:
@@ -434,6 +495,7 @@ def _cmd_ramp_fit(args: argparse.Namespace) -> int:
     from .backend import resolve_backend
     from .demo import msamples_per_s
     from .io import output_prefix
+    from .io.output_safety import check_outputs
     from .progress import ProgressReporter
 
     # Fail fast on an unusable backend, before reading anything.
@@ -442,6 +504,9 @@ def _cmd_ramp_fit(args: argparse.Namespace) -> int:
     path: Path = args.file
     ramp = _open_ramp(path)
     gain, readnoise = _required_references(args, ramp, path)
+    out_dir: Path = args.output_dir if args.output_dir is not None else path.parent
+    prefix = output_prefix(path, out_dir)
+    check_outputs(_expected_products(prefix, args.save_opt), [path, gain, readnoise], overwrite=args.overwrite)
 
     ramp_fit = _load_ramp_fit()
     start = time.perf_counter()
@@ -452,6 +517,7 @@ def _cmd_ramp_fit(args: argparse.Namespace) -> int:
             save_opt=args.save_opt,
             suppress_one_group=args.suppress_one_group,
             max_memory=args.max_memory,
+            max_device_memory=args.max_device_memory,
             progress=progress,
         )
     wall = time.perf_counter() - start
@@ -462,9 +528,8 @@ def _cmd_ramp_fit(args: argparse.Namespace) -> int:
             "no usable group is left); no product written", EXIT_NOTHING_FITTED,
         )
 
-    out_dir: Path = args.output_dir if args.output_dir is not None else path.parent
-    prefix = output_prefix(path, out_dir)
-    written = _write_products(result, prefix, args.save_opt)
+    _fit_provenance(result, gain, readnoise)
+    written = _write_products(result, prefix, args.save_opt, overwrite=args.overwrite)
     for p in written:
         log.info("wrote %s", p)
 
@@ -486,22 +551,28 @@ def _optional_reference(kind: str, explicit: Path | None, keyword: str, ramp: An
     return None
 
 
+#: Plot formats matplotlib's Agg-based canvases write (no suffix: PNG).
+_PLOT_SUFFIXES = ("", ".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+
+
 def _cmd_extract(args: argparse.Namespace) -> int:
     from .backend import resolve_backend
     from .extraction import extract_ramp
+    from .io.output_safety import check_outputs
 
     backend = resolve_backend(args.backend)
     path: Path = args.file
-    for out, what in ((args.output, "-o"), (args.plot, "--plot")):
-        if out is not None and out.resolve() == path.resolve():
-            raise InputError(f"{what} {out} would overwrite the input file")
     if args.output is not None and args.output.suffix.lower() not in (".ecsv", ".fits", ".fit"):
         raise InputError(f"cannot tell the table format of {args.output}: use a .ecsv or .fits name")
+    if args.plot is not None and args.plot.suffix.lower() not in _PLOT_SUFFIXES:
+        raise InputError(f"cannot tell the plot format of {args.plot}: use a .png, .pdf or .svg name")
     ramp = _open_ramp(path)
     gain = _optional_reference("gain", args.gain, "R_GAIN", ramp, path)
     readnoise = _optional_reference("readnoise", args.readnoise, "R_READNO", ramp, path)
     if args.fit and (gain is None or readnoise is None):
         raise InputError("--fit needs gain and readnoise: pass --gain and --readnoise")
+    check_outputs([p for p in (args.output, args.plot) if p is not None],
+                  [p for p in (path, gain, readnoise) if p is not None], overwrite=args.overwrite)
 
     # Pass the path so the file's ERR extension is found; the Ramp above validated it.
     profile = extract_ramp(
@@ -512,7 +583,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
              path.name, profile.function, profile.aperture, len(profile.integrations),
              profile.ngroups, profile.meta["ERRSRC"])
     if args.output is not None:
-        log.info("wrote %s", profile.write(args.output))
+        log.info("wrote %s", profile.write(args.output, overwrite=args.overwrite))
     if args.plot is not None:
         try:
             ax = profile.plot(fit=args.fit)
@@ -522,11 +593,13 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         from .io.atomic import atomic_write
 
         fmt = args.plot.suffix.lstrip(".").lower() or "png"
-        with atomic_write(args.plot) as fh:
+        with atomic_write(args.plot, overwrite=args.overwrite) as fh:
             ax.figure.savefig(fh, format=fmt, dpi=110, bbox_inches="tight")
         log.info("wrote %s", args.plot)
     if args.output is None and args.plot is None:
-        profile.to_table().pprint_all()
+        table = profile.to_table()
+        table["time"].info.format = ".10g"  # 75.159, not float64's 75.15899999999999
+        table.pprint_all()
     return EXIT_OK
 
 
@@ -541,16 +614,17 @@ def _cmd_jump(args: argparse.Namespace) -> int:
     from .backend import resolve_backend
     from .demo import msamples_per_s
     from .io import output_prefix
+    from .io.output_safety import check_outputs
     from .progress import ProgressReporter
+    from .refs.resolve import reference_keywords
 
     backend = resolve_backend(args.backend)
     path: Path = args.file
     ramp = _open_ramp(path)
     out_dir: Path = args.output_dir if args.output_dir is not None else path.parent
     target = out_dir / (output_prefix(path, out_dir).name + "_jump.fits")
-    if target.exists() and not args.overwrite:
-        raise _ExitWith(f"{target} exists; pass --overwrite to replace it")
     gain, readnoise = _required_references(args, ramp, path)
+    check_outputs([target], [path, gain, readnoise], overwrite=args.overwrite)
 
     detect_jumps = _load_detect_jumps()
     start = time.perf_counter()
@@ -558,9 +632,11 @@ def _cmd_jump(args: argparse.Namespace) -> int:
         result = detect_jumps(ramp, gain, readnoise, backend=backend, rejection_threshold=args.rejection_threshold,
                               flag_4_neighbors=args.flag_4_neighbors,
                               expand_large_events=args.expand_large_events, find_showers=args.find_showers,
-                              max_memory=args.max_memory, progress=progress)
+                              max_memory=args.max_memory, max_device_memory=args.max_device_memory,
+                              progress=progress)
     seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
+    result.meta.update(reference_keywords({"gain": gain, "readnoise": readnoise}))  # found from any directory
     written = result.to_fits(target, overwrite=args.overwrite)
     log.info("wrote %s", written)
     log.info("jump %s on %s: %.2f s, %.1f Msamples/s, %s primary jump samples", "x".join(map(str, ramp.shape)),
@@ -584,6 +660,9 @@ def _param_value(text: str) -> Any:
 
 
 def _detector1_steps(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    both = sorted(set(args.skip) & set(args.run))
+    if both:
+        raise _ExitWith(f"--skip and --run both name {', '.join(both)}: give one of them")
     steps: dict[str, dict[str, Any]] = {}
     for name in args.skip:
         steps.setdefault(name, {})["skip"] = True
@@ -594,6 +673,8 @@ def _detector1_steps(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         step, dot, name = key.strip().partition(".")
         if not sep or not dot or not step or not name:
             raise _ExitWith(f"cannot read --param {item!r}: use STEP.NAME=VALUE, e.g. jump.rejection_threshold=5")
+        if step in args.skip:
+            raise _ExitWith(f"--param {item} sets a parameter of {step}, which --skip {step} skips: give one of them")
         steps.setdefault(step, {})[name] = _param_value(value)
     return steps
 
@@ -609,14 +690,16 @@ def _cmd_detector1(args: argparse.Namespace) -> int:
     path: Path = args.file
     if not path.is_file():
         raise _ExitWith(f"{path} does not exist")
+    steps = _detector1_steps(args)
     refs = {t: getattr(args, f"override_{t}") for t in REFTYPES if getattr(args, f"override_{t}") is not None}
     out_dir: Path = args.output_dir if args.output_dir is not None else path.parent
     start = time.perf_counter()
     try:
-        with ProgressReporter(desc="detector1", unit="int", enabled=not args.quiet) as progress:
-            detector1_result(path, refs=refs, backend=backend, steps=_detector1_steps(args),
+        with ProgressReporter(desc="detector1", unit="px", enabled=not args.quiet) as progress:
+            detector1_result(path, refs=refs, backend=backend, steps=steps,
                              save_calibrated_ramp=args.save_calibrated_ramp, output_dir=out_dir,
-                             max_memory=args.max_memory, progress=progress)
+                             max_memory=args.max_memory, max_device_memory=args.max_device_memory,
+                             progress=progress, overwrite=args.overwrite)
     except NothingFittedError as exc:
         raise _ExitWith(str(exc), EXIT_NOTHING_FITTED) from None
     log.info("detector1 %s on %s: %.2f s", path.name, backend, time.perf_counter() - start)
@@ -640,7 +723,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     from .progress import ProgressReporter
 
     options = dict(args.options)
-    for name in ("gain", "readnoise", "max_memory"):
+    for name in ("gain", "readnoise", "max_memory", "max_device_memory"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if args.scheduler is not None and args.workers is not None:
@@ -683,7 +766,7 @@ def _cmd_cube(args: argparse.Namespace) -> int:
                            filter=args.filter, weighting=args.weighting,
                            coord_system=args.coord_system, output_type=args.output_type,
                            cubepars=args.cubepars, backend=args.backend or "auto", output_dir=out_dir,
-                           progress=progress)
+                           progress=progress, overwrite=args.overwrite)
     for cube in cubes:
         log.info("wrote %s (%s)", cube.path, "x".join(map(str, cube.data.shape)))
     log.info("cube: %d cube(s) in %.2f s", len(cubes), time.perf_counter() - start)
@@ -694,26 +777,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import format_summary, run_demo
     from .progress import ProgressReporter
 
-    with ProgressReporter(desc="detector1", unit="int", enabled=not args.quiet) as progress:
-        summary = run_demo(args.output_dir, args.backend, progress=progress)
+    with ProgressReporter(desc="detector1", unit="px", enabled=not args.quiet) as progress:
+        summary = run_demo(args.output_dir, args.backend, progress=progress, overwrite=args.overwrite)
     print(format_summary(summary))
+    return EXIT_OK
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .synthetic_uncal import SYNTH_REFERENCES, write_synthetic_uncal
+
+    files = write_synthetic_uncal(args.output_dir, *args.shape, instrument=args.instrument, detector=args.detector,
+                                  name=args.name, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote {files['uncal']} ({args.instrument} {'x'.join(map(str, args.shape))}, "
+          "nints x ngroups x ny x nx)")
+    print(f"  and its references: {', '.join(files[k].name for k in SYNTH_REFERENCES)}")
+    print(f"try: gpucal detector1 {files['uncal']} --save-calibrated-ramp")
     return EXIT_OK
 
 
 def _cmd_resample(args: argparse.Namespace) -> int:
     from .backend import resolve_backend
+    from .io.output_safety import check_outputs
     from .progress import ProgressReporter
     from .resample import resample_images
 
     backend = resolve_backend(args.backend)
     out: Path = args.output
-    if out.exists() and not args.overwrite:
-        raise _ExitWith(f"{out} exists; pass --overwrite to replace it")
     for path in args.files:
         if not path.is_file():
             raise FileNotFoundError(f"no such file: {path}")
-        if path.resolve() == out.resolve():
-            raise InputError(f"-o {out} would overwrite an input file")
+    check_outputs([out], args.files, overwrite=args.overwrite)
     with ProgressReporter(total=len(args.files), desc="resample", unit="image", enabled=not args.quiet) as progress:
         product = resample_images(
             args.files, kernel=args.kernel, pixfrac=args.pixfrac, pixel_scale_ratio=args.pixel_scale_ratio,
@@ -794,7 +887,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc), args)
         return exc.status
     except (GpucalError, OSError) as exc:
-        _error(str(exc) or type(exc).__name__, args)
+        # errors that say how to fix them in Python syntax say it in command-line syntax here
+        describe = getattr(exc, "describe", None)
+        _error(describe(cli=True) if callable(describe) else str(exc) or type(exc).__name__, args)
         return EXIT_USAGE
     except KeyboardInterrupt:
         _error("interrupted", args)

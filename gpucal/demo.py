@@ -9,8 +9,10 @@ preview ``<name>_rate.png`` (needs matplotlib: ``pip install gpucal[plot]``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,37 @@ from . import dq as dqflags
 log = logging.getLogger(__name__)
 
 
+class _BuiltinReferenceNotes(logging.Filter):
+    """Reports about the built-in references' deliberately bad pixels (NaN values that exercise
+    the NaN handling) logged at INFO, not WARNING: they are the demo's test cases, not a problem
+    with the user's data. Attached to the reference readers' loggers for the demo run only."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or not any(n in record.getMessage() for n in self.names):
+            return True
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
+@contextlib.contextmanager
+def _builtin_reference_notes(reference_files) -> Iterator[None]:
+    notes = _BuiltinReferenceNotes({Path(p).name for p in reference_files})
+    loggers = [logging.getLogger(name) for name in ("gpucal.refs.calib", "gpucal.refs.read")]
+    for logger in loggers:
+        logger.addFilter(notes)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(notes)
+
+
 def run_demo(output_dir: str | os.PathLike = "demo_out", backend: str | None = None, *,
-             cache_dir: str | os.PathLike | None = None, progress=None) -> dict[str, Any]:
+             cache_dir: str | os.PathLike | None = None, progress=None, overwrite: bool = True) -> dict[str, Any]:
     """Calibrate the built-in raw exposure with detector1, write its products and a PNG preview.
 
     Parameters
@@ -34,7 +65,9 @@ def run_demo(output_dir: str | os.PathLike = "demo_out", backend: str | None = N
     cache_dir
         Where the generated exposure is kept (default: see :func:`gpucal.synthetic.builtin_exposure`).
     progress
-        Optional ``progress(done, total)`` callback over integration blocks.
+        Optional ``progress(done, total)`` callback (see :func:`gpucal.detector1`).
+    overwrite
+        Replace the products of an earlier run (the command line asks for ``--overwrite``).
 
     Returns
     -------
@@ -48,25 +81,31 @@ def run_demo(output_dir: str | os.PathLike = "demo_out", backend: str | None = N
 
     from . import Ramp
     from .io import output_prefix
+    from .io.output_safety import check_outputs
     from .pipeline import detector1_result
+    from .refs.resolve import HEADER_KEYWORDS
     from .synthetic_uncal import builtin_uncal
 
     ramp_path = builtin_uncal(cache_dir)
     ramp = Ramp.from_fits(ramp_path)
     log.info("demo: detector1 on %s (%s)", ramp_path.name, "x".join(map(str, ramp.shape)))
     out = Path(output_dir)
-    start = time.perf_counter()
-    result = detector1_result(ramp_path, backend=backend, output_dir=out, progress=progress)
-    elapsed = time.perf_counter() - start
     prefix = output_prefix(ramp_path, out)
     outputs = [prefix.parent / f"{prefix.name}_{kind}.fits" for kind in ("rate", "rateints")]
+    preview = prefix.parent / f"{prefix.name}_rate.png"
+    check_outputs([*outputs, preview], [ramp_path], overwrite=overwrite)  # before the products are computed
+    references = [str(ramp.meta[k]) for k in HEADER_KEYWORDS.values() if ramp.meta.get(k)]
+    start = time.perf_counter()
+    with _builtin_reference_notes(references):
+        result = detector1_result(ramp_path, backend=backend, output_dir=out, progress=progress,
+                                  overwrite=overwrite)
+    elapsed = time.perf_counter() - start
 
     shape = tuple(int(n) for n in ramp.shape)
     seconds = float(elapsed)
     rate = np.asarray(result.rate.data)
     valid = np.isfinite(rate) & ((np.asarray(result.rate.dq) & dqflags.DO_NOT_USE) == 0)
 
-    preview = prefix.parent / f"{prefix.name}_rate.png"
     title = f"{ramp_path.name}: detector1 rate, {'x'.join(map(str, shape))}, backend={result.backend}"
     if write_preview(rate, preview, title=title):
         outputs.append(preview)

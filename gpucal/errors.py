@@ -15,3 +15,10 @@ class InputError(GpucalError, ValueError):
 
 class FileFormatError(InputError):
     """A file is not the JWST product (or reference file) that was expected."""
+
+
+def one_line(message: object, limit: int = 300) -> str:
+    """``message`` on one line of at most ``limit`` characters (another library's error text
+    can span many lines, e.g. a schema validation error with the whole schema)."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

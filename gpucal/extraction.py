@@ -143,6 +143,8 @@ def _file_err(path: Path, ramp: Ramp) -> Any | None:
         if hdu is None or not hdu.header.get("NAXIS", 0):
             return None
         err = lazy_image(hdu)
+        if np.dtype(err.dtype).kind != "f":
+            raise FileFormatError(f"{path}: ERR holds {np.dtype(err.dtype).newbyteorder('=')} values, not float")
     finally:
         hdul.close()
     if tuple(err.shape) != ramp.shape:

@@ -91,6 +91,7 @@ def detect_jumps(
     time_masked_after_shower: float = 15.0,
     max_shower_amplitude: float = 4.0,
     max_memory: int | str | None = None,
+    max_device_memory: int | str | None = None,
     progress: ProgressCallback | None = None,
 ) -> Ramp:
     """Flag cosmic-ray jumps in every pixel ramp (JUMP_DET in the group DQ).
@@ -138,7 +139,11 @@ def detect_jumps(
         scikit-image), with jwst JumpStep's parameters and defaults; ``max_extended_radius``
         limits shower ellipses too.
     max_memory : int or str, optional
-        Memory budget for the working set (bytes or e.g. ``"2GB"``).
+        Host memory budget for the working set (bytes or e.g. ``"2GB"``; default 2 GiB). On
+        the GPU it bounds the blocks' host copies and pinned staging buffers.
+    max_device_memory : int or str, optional
+        GPU only: device memory for every block in flight at once (default 70 % of the free
+        memory of the current device, never more than is free); see :mod:`gpucal.gpu.budget`.
     progress : callable, optional
         ``progress(done_pixels, total_pixels)`` after each block of each pass (the
         total counts both passes).
@@ -182,6 +187,7 @@ def detect_jumps(
             max_extended_width=2 * max_extended_radius)
     name = resolve_backend(backend)
     budget = parse_memory(max_memory)
+    max_device_memory = parse_memory(max_device_memory)
     nints, ngroups, ny, nx = ramp.shape
 
     if ngroups <= 2:
@@ -245,13 +251,16 @@ def detect_jumps(
 
     # pass 1: primary detection and marks
     if name == "gpu":
-        from gpucal.backend import free_device_memory
-        from gpucal.gpu.jump import detect_blocks_gpu, two_point_bytes_per_pixel
+        from gpucal.gpu.budget import device_budget, host_budget, plan_rows, release_pinned_pool
+        from gpucal.gpu.jump import detect_blocks_gpu, two_point_cost
 
-        device_budget = int(0.7 * free_device_memory()) if budget is None else budget
-        rows = rows_per_block(ny, nx, two_point_bytes_per_pixel(fp), device_budget)
+        device, host = device_budget(max_device_memory), host_budget(budget)
+        rows = plan_rows(ny, nx, two_point_cost(fp), device=device, host=host)
         stage1 = list(_stage1_blocks(ramp, rows, gain_2d, rn2))
-        detect_blocks_gpu(fp, stage1, gdq, marks, counter.add)
+        try:
+            detect_blocks_gpu(fp, stage1, gdq, marks, counter.add)
+        finally:
+            release_pinned_pool()
     else:
         rows = _cpu_rows(fp, ny, nx, budget)
         _stage1_cpu(fp, ramp, rows, gain_2d, rn2, gdq, marks, counter.add)
@@ -263,10 +272,13 @@ def detect_jumps(
     # pass 2: neighbours, after-jump flags, clean-up (one-row halo)
     out = np.empty_like(gdq)
     if name == "gpu":
-        from gpucal.gpu.jump import neighbour_blocks_gpu, neighbour_bytes_per_pixel
+        from gpucal.gpu.jump import neighbour_blocks_gpu, neighbour_cost
 
-        rows = rows_per_block(ny, nx, neighbour_bytes_per_pixel(fp), device_budget)
-        neighbour_blocks_gpu(fp, gdq, marks, out, rows, counter.add)
+        rows = plan_rows(ny, nx, neighbour_cost(fp), device=device, host=host, halo=1, in_flight=1)
+        try:
+            neighbour_blocks_gpu(fp, gdq, marks, out, rows, counter.add)
+        finally:
+            release_pinned_pool()
     else:
         rows = _cpu_rows(fp, ny, nx, budget)
         _stage2_cpu(fp, gdq, marks, out, rows, counter.add)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 #: A progress callback: ``progress(done, total)``, e.g. pixels fitted so far and in all.
@@ -74,6 +74,7 @@ class ProgressReporter:
             raise ValueError(f"step must be in (0, 1], got {step}")
         self.total = int(total) if total else None
         self.desc = desc
+        self.label = desc
         self.unit = unit
         self.enabled = enabled
         self.done = 0
@@ -129,8 +130,14 @@ class ProgressReporter:
             elapsed = time.perf_counter() - self._start
             self._log.info(
                 "%s: %3d%% (%d/%d %s, %.1f s)",
-                self.desc, percent, done, self.total, self.unit, elapsed,
+                self.label, percent, done, self.total, self.unit, elapsed,
             )
+
+    def stage(self, name: str) -> None:
+        """Say which stage of the work runs now: bars and log lines read ``"<desc> <name>"``."""
+        self.label = f"{self.desc} {name}"
+        if self._bar is not None:
+            self._bar.set_description(self.label)
 
     def close(self) -> None:
         """Remove the bar (if any); further calls only count."""
@@ -146,3 +153,36 @@ class ProgressReporter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class StagedProgress:
+    """Consecutive stages of one run reported through one ``progress(done, total)`` callback.
+
+    Each stage fills an equal share (``size`` units) of ``size * len(stages)``:
+    :meth:`stage` returns a callback that takes the stage's own ``(done, total)`` and
+    rescales it into that share, so a bar or the log lines keep moving through every stage
+    (e.g. detector1's group-level steps, then jump, then ramp fitting). A callback with a
+    ``stage(name)`` method (:class:`ProgressReporter`) is told each stage's name.
+    """
+
+    def __init__(self, progress: ProgressCallback | None, stages: Sequence[str], size: int) -> None:
+        self._progress = progress
+        self._stages = list(stages)
+        self._size = max(1, int(size))
+
+    def stage(self, name: str) -> ProgressCallback | None:
+        """The callback of stage ``name`` (None when there is no overall callback)."""
+        progress = self._progress
+        if progress is None:
+            return None
+        offset = self._stages.index(name) * self._size
+        total = len(self._stages) * self._size
+        if callable(getattr(progress, "stage", None)):
+            progress.stage(name)
+
+        def report(done: int, stage_total: int | None = None) -> None:
+            fraction = min(done, stage_total) / stage_total if stage_total else 1.0
+            progress(offset + int(fraction * self._size), total)
+
+        report(0, 1)
+        return report

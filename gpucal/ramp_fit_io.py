@@ -58,10 +58,10 @@ def kernel_arguments(fp: FitParams, inputs: BlockInputs, outputs: BlockOutputs, 
     """``ramp_fit_kernel``'s arguments as (name, value) pairs, in order.
 
     Arrays absent from this fit (no ZEROFRAME, no optional product) are replaced by
-    ``dummy``, which the kernel never reads.
+    ``dummy`` (one float32 element; seen as int32 for ``counts``), which the kernel never reads.
     """
-    def array(value):
-        return dummy if value is None else value
+    def array(value, dtype=np.float32):
+        return dummy.view(dtype) if value is None else value
 
     npix = inputs.data.shape[2]
     return [
@@ -81,7 +81,7 @@ def kernel_arguments(fp: FitParams, inputs: BlockInputs, outputs: BlockOutputs, 
         ("opt_out", array(outputs.opt_out)),
         ("pedestal", array(outputs.pedestal)),
         ("crmag", array(outputs.crmag)),
-        ("counts", array(outputs.counts)),
+        ("counts", array(outputs.counts, np.int32)),
         ("nints", np.int32(fp.nints)),
         ("ngroups_raw", np.int32(fp.ngroups_raw)),
         ("g_first", np.int32(fp.g_first)),

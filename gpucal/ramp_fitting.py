@@ -47,6 +47,7 @@ def ramp_fit(
     save_opt: bool = False,
     suppress_one_group: bool = True,
     max_memory: int | str | None = None,
+    max_device_memory: int | str | None = None,
     average_dark_current: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
 ) -> RampFitResult:
@@ -74,8 +75,11 @@ def ramp_fit(
         Treat ramps with a single good group as having none (jwst's default).
         Ignored (off) for one-group exposures.
     max_memory : int or str, optional
-        Memory the fit may use for its working set, in bytes or as ``"2GB"``; on the
-        GPU the default is most of the free device memory, on the CPU 2 GiB.
+        Host memory the fit may use for its working set, in bytes or as ``"2GB"``; default
+        2 GiB. On the GPU it bounds the blocks' host copies and pinned staging buffers.
+    max_device_memory : int or str, optional
+        GPU only: device memory for every block in flight at once (default 70 % of the free
+        memory of the current device, never more than is free); see :mod:`gpucal.gpu.budget`.
     average_dark_current : ndarray, optional
         Average dark current (DN/s) per pixel, added to the Poisson variance.
     progress : callable, optional
@@ -96,6 +100,7 @@ def ramp_fit(
                else _reference_array(average_dark_current, "average_dark_current", ramp))
     name = resolve_backend(backend)
     budget = parse_memory(max_memory)
+    max_device_memory = parse_memory(max_device_memory)
 
     suppress = bool(suppress_one_group) and ramp.ngroups > 1
     window = _group_window(ramp, suppress)
@@ -109,14 +114,16 @@ def ramp_fit(
 
     outputs = _ExposureOutputs(fp, ramp.ny, ramp.nx)
     if name == "gpu":
-        from gpucal.backend import free_device_memory
-        from gpucal.gpu.ramp_fit import device_bytes_per_pixel, fit_blocks_gpu
+        from gpucal.gpu.budget import device_budget, host_budget, plan_rows, release_pinned_pool
+        from gpucal.gpu.ramp_fit import block_cost, fit_blocks_gpu, resident_bytes
 
-        device_budget = int(0.7 * free_device_memory()) if budget is None else budget
-        # two blocks are on the device at once (one computing, one copying)
-        rows = rows_per_block(ramp.ny, ramp.nx, 2 * device_bytes_per_pixel(fp), device_budget)
+        rows = plan_rows(ramp.ny, ramp.nx, block_cost(fp), device=device_budget(max_device_memory),
+                         host=host_budget(budget), resident=resident_bytes(table))
         blocks = _blocks(ramp, rows, gain_2d, sigma_r, dark_2d, outputs)
-        fit_blocks_gpu(fp, blocks, outputs.store_with_progress(progress, ramp), table)
+        try:
+            fit_blocks_gpu(fp, blocks, outputs.store_with_progress(progress, ramp), table)
+        finally:
+            release_pinned_pool()
     else:
         _fit_cpu(fp, ramp, gain_2d, sigma_r, dark_2d, table, outputs, budget, progress)
 

@@ -66,3 +66,16 @@ KILLED_ONCE = Job("killed-once", killed_once, outputs=rate_outputs)
 FLAKY = Job("flaky", flaky, outputs=rate_outputs)
 BROKEN = Job("broken", broken)
 CRASHES = Job("crashes", crashes)
+
+
+def memory_fails_for_victim(path: Path, backend: str, options: dict[str, Any]) -> int:
+    """A task-memory estimate that raises an unexpected error for the exposure ``options['victim']``."""
+    if stem(path) == options["victim"]:
+        raise RuntimeError(f"cannot plan {path.name}")
+    return 1 << 20
+
+
+def ramp_fit_ignoring_victim(path: Path, out: Path, backend: str, options: dict[str, Any]) -> list[Path]:
+    """ramp-fit, without the ``victim`` option that :func:`memory_fails_for_victim` takes."""
+    options.pop("victim")
+    return run_ramp_fit(path, out, backend, options)

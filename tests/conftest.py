@@ -22,3 +22,18 @@ def pytest_collection_modifyitems(config, items):
                 reason, checked = _gpu_reason(), True
             if reason is not None:
                 item.add_marker(pytest.mark.skip(reason=f"no usable GPU: {reason}"))
+
+
+@pytest.fixture
+def cupy_stand_in(monkeypatch):
+    """tests/fake_cupy.py installed as ``cupy`` (as strict as CuPy; kernels run on the host
+    build); yields its ``Runtime`` (event log, transfers, compiles). At the end the host waits
+    for the device and any race or misuse of pinned memory left is raised."""
+    import fake_cupy
+    from host_build import host_compiler
+
+    if host_compiler() is None:
+        pytest.skip("no C++ compiler for the host build")
+    runtime = fake_cupy.install(monkeypatch)
+    yield runtime
+    runtime.finish()

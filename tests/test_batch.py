@@ -25,7 +25,7 @@ from gpucal import cli  # noqa: E402
 from gpucal.io.atomic import TEMP_SUFFIX  # noqa: E402
 from gpucal.scaleout import BatchReport, batch, records  # noqa: E402
 from gpucal.scaleout.cluster import usable_cores  # noqa: E402
-from gpucal.scaleout.jobs import JOBS, run_ramp_fit  # noqa: E402
+from gpucal.scaleout.jobs import JOBS, Job, run_ramp_fit  # noqa: E402
 from gpucal.synthetic import make_exposure, write_exposure  # noqa: E402
 
 import batch_jobs  # noqa: E402
@@ -66,11 +66,25 @@ def _stem(path: Path) -> str:
     return path.name.removesuffix("_ramp.fits")
 
 
-def _assert_same_products(out: Path, serial: Path, exposures: list[Path]) -> None:
+def _assert_same_products(out: Path, serial: Path, exposures: list[Path], moved: bool = False) -> None:
+    """Products byte for byte equal to the serial run's; ``moved``: the inputs were copied to another
+    directory, so the products' R_* cards (absolute reference paths) differ and all else must not."""
+    from astropy.io import fits
+
     for path in exposures:
         for suffix in RATE_NAMES:
             name = _stem(path) + suffix
-            assert (out / name).read_bytes() == (serial / name).read_bytes(), name
+            if not moved:
+                assert (out / name).read_bytes() == (serial / name).read_bytes(), name
+                continue
+            with fits.open(out / name) as got, fits.open(serial / name) as want:
+                assert [h.name for h in got] == [h.name for h in want], name
+                for a, b in zip(got, want):
+                    keep = [k for k in b.header if not k.startswith("R_")]
+                    assert [(k, a.header[k]) for k in keep] == [(k, b.header[k]) for k in keep], name
+                    assert [k for k in a.header if k.startswith("R_")] == [k for k in b.header if k.startswith("R_")]
+                    if b.data is not None:
+                        assert a.data.tobytes() == b.data.tobytes(), (name, b.name)
 
 
 def _temporaries(directory: Path) -> list[Path]:
@@ -140,6 +154,34 @@ def test_rerun_skips_what_is_complete(client, exposures, serial, tmp_path):
     assert len(forced.done) == N_EXPOSURES
 
 
+def test_rerun_redoes_a_regenerated_input_and_a_product_zero_filled(client, exposures, serial, tmp_path):
+    import shutil
+
+    here = tmp_path / "in"
+    here.mkdir()
+    inputs = []
+    for path in exposures[:3]:
+        for part in path.parent.glob(f"{_stem(path)}_*.fits"):
+            shutil.copy2(part, here / part.name)
+        inputs.append(here / path.name)
+    out = tmp_path / "out"
+    assert len(batch(inputs, "ramp-fit", output_dir=out, client=client, backend="cpu").done) == 3
+
+    write_exposure(make_exposure(*SHAPE, seed=99), here, name=_stem(inputs[0]))  # regenerated, same size
+    assert inputs[0].stat().st_size == exposures[0].stat().st_size
+    zeroed = out / (_stem(inputs[1]) + "_rate.fits")
+    zeroed.write_bytes(bytes(zeroed.stat().st_size))
+    again = batch(inputs, "ramp-fit", output_dir=out, client=client, backend="cpu")
+    assert sorted(r.input for r in again.done) == [str(inputs[0]), str(inputs[1])]
+    assert [r.input for r in again.skipped] == [str(inputs[2])]
+    _assert_same_products(out, serial, exposures[1:3], moved=True)
+    fresh = tmp_path / "fresh"
+    run_ramp_fit(inputs[0], fresh, "cpu", {})
+    for suffix in RATE_NAMES:
+        name = _stem(inputs[0]) + suffix
+        assert (out / name).read_bytes() == (fresh / name).read_bytes() != (serial / name).read_bytes()
+
+
 def test_bad_inputs_fail_clearly_and_the_others_finish(client, exposures, serial, tmp_path):
     garbage = tmp_path / "garbage_ramp.fits"
     garbage.write_text("not a FITS file")
@@ -158,6 +200,42 @@ def test_bad_inputs_fail_clearly_and_the_others_finish(client, exposures, serial
     assert all(r.worker in client.scheduler_info()["workers"] for r in report.failed)  # reported by the task
     _assert_same_products(out, serial, exposures[:2])
     assert not list(out.glob("garbage*")) and not list(out.glob("missing*")) and not _temporaries(out)
+
+
+def test_truncated_and_non_fits_inputs_fail_and_the_others_finish(client, exposures, serial, tmp_path, capsys):
+    """The command line: a truncated exposure and a text file among good ones; exit 3, the good
+    ones are done, the report names both failures (the truncated file once crashed planning)."""
+    truncated = tmp_path / "short_ramp.fits"
+    truncated.write_bytes(exposures[2].read_bytes()[:20000])
+    text = tmp_path / "text_ramp.fits"
+    text.write_text("SIMPLE? no: a text file\n" * 100)
+    out = tmp_path / "out"
+    inputs = [exposures[0], truncated, exposures[1], text]
+    status = cli.main(["batch", *map(str, inputs), "--job", "ramp-fit", "-o", str(out), "--scheduler",
+                       client.scheduler.address, "-q", "--backend", "cpu"])
+    assert status == 3
+    printed = capsys.readouterr().out
+    assert f"failed: {truncated}: FileFormatError: {truncated}: truncated: the file has 20000 bytes" in printed
+    assert f"failed: {text}: FileFormatError: {text} is not a readable FITS file" in printed
+    report = json.loads((out / "batch_ramp-fit_report.json").read_text())
+    assert [r["input"] for r in report["done"]] == [str(exposures[0]), str(exposures[1])]
+    assert sorted(r["input"] for r in report["failed"]) == sorted([str(truncated), str(text)])
+    _assert_same_products(out, serial, exposures[:2])
+    assert not list(out.glob("short*")) and not list(out.glob("text*")) and not _temporaries(out)
+
+
+def test_an_error_while_planning_is_that_exposures_failure(client, exposures, serial, tmp_path):
+    job = Job("plan-fails", batch_jobs.ramp_fit_ignoring_victim, memory=batch_jobs.memory_fails_for_victim)
+    victim = _stem(exposures[1])
+    out = tmp_path / "out"
+    report = batch(exposures[:3], job, output_dir=out, client=client, backend="cpu", victim=victim)
+    assert [r.input for r in report.done] == [str(exposures[0]), str(exposures[2])]
+    (failed,) = report.failed
+    assert failed.input == str(exposures[1]) and failed.worker is None
+    assert failed.error == f"RuntimeError: cannot plan {exposures[1].name} (while planning its task)"
+    assert "memory_fails_for_victim" in failed.traceback
+    _assert_same_products(out, serial, [exposures[0], exposures[2]])
+    assert not list(out.glob(f"{victim}*"))
 
 
 def test_unexpected_errors_are_retried_then_reported(client, exposures, serial, tmp_path):
@@ -287,6 +365,30 @@ def test_a_cluster_without_workers_yet_is_waited_for(monkeypatch, exposures, ser
     _assert_same_products(tmp_path, serial, exposures[:1])
 
 
+def test_a_cpu_cluster_runs_its_tasks_on_the_cpu(monkeypatch, exposures, serial, tmp_path):
+    """A cluster without GPU workers decides the backend once: its tasks get backend="cpu", never
+    "auto" (with which every worker process on a node with a GPU would open a context on GPU 0).
+    The GPU is tests/fake_devices.py's, seen by the in-process workers of this cluster."""
+    from distributed import LocalCluster
+
+    import fake_cupy
+    from fake_devices import Devices, h100s
+    from gpucal import backend
+    from gpucal.scaleout import cluster as dask_cluster
+
+    devices = Devices(h100s([8 * 2**30]))
+    fake_cupy.install(monkeypatch, devices=devices)
+    assert backend.resolve_backend("auto") == "gpu"
+    monkeypatch.setattr(dask_cluster, "_start_local_cluster", lambda gpus, n_workers: LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0",
+        resources={dask_cluster.MEMORY: 2**30}))
+    report = batch(exposures[:2], "ramp-fit", output_dir=tmp_path, backend="auto")
+    assert report.ok and report.cluster_backend == "cpu" and report.summary().endswith("on the CPU")
+    assert BatchReport.read_json(report.report_path).cluster_backend == "cpu"
+    assert devices.pools[0].allocations == 0 and devices.pinned.peak_held == 0  # the GPU was never touched
+    _assert_same_products(tmp_path, serial, exposures[:2])
+
+
 def test_the_local_cluster(monkeypatch):
     from gpucal.scaleout.cluster import MEMORY, local_client, worker_info
 
@@ -343,11 +445,12 @@ def test_cli_options_reach_the_job(monkeypatch, tmp_path):
 
     monkeypatch.setattr(gpucal, "batch", fake_batch, raising=False)
     status = cli.main(["batch", "a_ramp.fits", "b_ramp.fits", "--job", "jump", "-o", str(tmp_path), "--gain",
-                       "g.fits", "--max-memory", "1GB", "--option", "rejection_threshold=5.5", "--option",
-                       "find_showers=true", "--retries", "0", "--overwrite", "-q"])
+                       "g.fits", "--max-memory", "1GB", "--max-device-memory", "2GB", "--option",
+                       "rejection_threshold=5.5", "--option", "find_showers=true", "--retries", "0", "--overwrite",
+                       "-q"])
     assert status == cli.EXIT_OK
     assert seen["inputs"] == ["a_ramp.fits", "b_ramp.fits"] and seen["job"] == "jump"
-    assert seen["gain"] == Path("g.fits") and seen["max_memory"] == 2**30
+    assert seen["gain"] == Path("g.fits") and seen["max_memory"] == 2**30 and seen["max_device_memory"] == 2 * 2**30
     assert seen["rejection_threshold"] == 5.5 and seen["find_showers"] is True
     assert seen["retries"] == 0 and seen["overwrite"] is True and seen["client"] is None
 
@@ -379,14 +482,75 @@ def test_one_dask_cuda_worker_per_gpu(exposures, serial, tmp_path):
 def test_records_detect_changed_products_and_options(tmp_path):
     product = tmp_path / "x_rate.fits"
     product.write_bytes(b"0" * 2880)
-    records.write_record(tmp_path, "x", "ramp-fit", Path("in/x_ramp.fits"), {"gain": Path("g.fits")}, [product])
-    assert records.completed_outputs(tmp_path, "x", "ramp-fit", {"gain": "g.fits"}) == [product]
-    assert records.completed_outputs(tmp_path, "x", "ramp-fit", {}) is None
-    assert records.completed_outputs(tmp_path, "x", "jump", {"gain": "g.fits"}) is None
+    source = tmp_path / "x_ramp.fits"
+    source.write_bytes(b"ramp" * 720)
+    records.write_record(tmp_path, "x", "ramp-fit", source, {"gain": Path("g.fits")}, [product])
+    assert records.completed_outputs(tmp_path, "x", "ramp-fit", {"gain": "g.fits"}, source) == [product]
+    assert records.completed_outputs(tmp_path, "x", "ramp-fit", {}, source) is None
+    assert records.completed_outputs(tmp_path, "x", "jump", {"gain": "g.fits"}, source) is None
     product.write_bytes(b"0" * 5760)
-    assert records.completed_outputs(tmp_path, "x", "ramp-fit", {"gain": "g.fits"}) is None
+    assert records.completed_outputs(tmp_path, "x", "ramp-fit", {"gain": "g.fits"}, source) is None
     records.record_path(tmp_path, "x", "ramp-fit").write_text("{not json")
-    assert records.completed_outputs(tmp_path, "x", "ramp-fit", {"gain": "g.fits"}) is None
+    assert records.completed_outputs(tmp_path, "x", "ramp-fit", {"gain": "g.fits"}, source) is None
+
+
+def test_records_detect_a_changed_input_and_a_product_changed_in_place(tmp_path):
+    product = tmp_path / "x_rate.fits"
+    product.write_bytes(b"1" * 2880)
+    source = tmp_path / "x_ramp.fits"
+    source.write_bytes(b"ramp" * 720)
+    options = {"gain": "g.fits"}
+    records.write_record(tmp_path, "x", "ramp-fit", source, options, [product])
+    record = json.loads(records.record_path(tmp_path, "x", "ramp-fit").read_text())
+    assert record["input_identity"]["bytes"] == 2880 and not record["input_identity"]["sampled"]
+    assert record["outputs"][0]["sha256"] != record["input_identity"]["sha256"]
+
+    stamp = product.stat().st_mtime_ns
+    product.write_bytes(b"\0" * 2880)  # same size, zero-filled, even with its old time
+    os.utime(product, ns=(stamp, stamp))
+    assert records.completed_outputs(tmp_path, "x", "ramp-fit", options, source) is None
+    product.write_bytes(b"1" * 2880)  # the recorded content again: complete
+    assert records.completed_outputs(tmp_path, "x", "ramp-fit", options, source) == [product]
+    source.write_bytes(b"RAMP" * 720)  # regenerated: same name and size, new content
+    assert records.completed_outputs(tmp_path, "x", "ramp-fit", options, source) is None
+    source.unlink()
+    assert records.completed_outputs(tmp_path, "x", "ramp-fit", options, source) is None
+
+    # A record of an older gpucal (sizes only) is not trusted.
+    product.write_bytes(b"1" * 2880)
+    source.write_bytes(b"ramp" * 720)
+    records.record_path(tmp_path, "x", "ramp-fit").write_text(json.dumps(
+        {"job": "ramp-fit", "options": options, "outputs": [{"name": product.name, "bytes": 2880}]}))
+    assert records.completed_outputs(tmp_path, "x", "ramp-fit", options, source) is None
+
+
+def test_sampled_identity_of_large_files(tmp_path, monkeypatch):
+    from gpucal.scaleout import identity
+
+    monkeypatch.setattr(identity, "FULL_DIGEST_BYTES", 1 << 16)
+    monkeypatch.setattr(identity, "SAMPLES", 4)
+    monkeypatch.setattr(identity, "SAMPLE_BYTES", 1024)
+    path = write_exposure(make_exposure(1, 4, 64, 128, seed=1), tmp_path, name="big")["ramp"]
+    data = bytearray(path.read_bytes())
+    assert len(data) > 1 << 16
+    recorded = identity.file_identity(path)
+    assert recorded["sampled"] and identity.unchanged(recorded, path)
+    stamp = path.stat().st_mtime_ns
+
+    def rewrite(offset: int) -> None:
+        changed = bytearray(data)
+        changed[offset] ^= 1
+        path.write_bytes(bytes(changed))
+        os.utime(path, ns=(stamp, stamp))
+
+    header = bytes(data).index(b"NGROUPS")  # in a header: always hashed
+    rewrite(header + 30)
+    assert not identity.unchanged(recorded, path)
+    between = len(data) // 4 + 2048  # between two windows: missed by the digest...
+    rewrite(between)
+    assert identity.unchanged(recorded, path)
+    os.utime(path, ns=(stamp + 1, stamp + 1))  # ... so a sampled file with a new time counts as changed
+    assert not identity.unchanged(recorded, path)
 
 
 def test_stale_temporaries_of_this_exposure_only_are_removed(tmp_path):
@@ -449,7 +613,9 @@ def test_task_memory_follows_the_chunk_plan(exposures):
     held = ny * nx * (1 + nints) * 20
     assert fit.memory_bytes(exposures[0], "cpu", {}) == held + samples * CPU_BYTES_PER_SAMPLE
     assert fit.memory_bytes(exposures[0], "cpu", {"max_memory": "1KB"}) == held + 1024
-    assert fit.memory_bytes(exposures[0], "gpu", {}) == held
+    # on a GPU the host working set is the blocks' host copies and pinned staging, in the same budget
+    assert fit.memory_bytes(exposures[0], "gpu", {}) == held + samples * CPU_BYTES_PER_SAMPLE
+    assert fit.memory_bytes(exposures[0], "gpu", {"max_memory": "1KB"}) == held + 1024
     assert fit.memory_bytes(Path("missing_ramp.fits"), "cpu", {}) is None
 
 

@@ -217,10 +217,10 @@ def test_plumbing_with_stand_in_fit(exposure, monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "_load_ramp_fit", lambda: fake_ramp_fit)
     out = tmp_path / "products"
     argv = ["ramp-fit", str(exposure["ramp"]), "-o", str(out), "--backend", "cpu", "--max-memory", "64MB",
-            "--save-opt", "--no-suppress-one-group", "-q"]
+            "--max-device-memory", "3GB", "--save-opt", "--no-suppress-one-group", "-q"]
     assert cli.main(argv) == 0
     assert calls["backend"] == "cpu"
-    assert calls["max_memory"] == 64 * 2**20
+    assert calls["max_memory"] == 64 * 2**20 and calls["max_device_memory"] == 3 * 2**30
     assert calls["save_opt"] is True and calls["suppress_one_group"] is False
     assert Path(calls["gain"]) == exposure["gain"] and Path(calls["readnoise"]) == exposure["readnoise"]
     assert calls["ramp"].shape == SHAPE
@@ -269,7 +269,7 @@ def test_failed_write_leaves_no_partial_products(exposure, monkeypatch, tmp_path
         rate = object()
         backend, elapsed_s = "cpu", 0.01
 
-        def to_fits(self, prefix):
+        def to_fits(self, prefix, overwrite=True):
             Path(f"{prefix}_rate.fits").write_bytes(b"SIMPLE")
             raise OSError("No space left on device")
 

@@ -295,6 +295,23 @@ def test_cli_cube(data, tmp_path, capsys):
         assert hdul["SCI"].header["CTYPE3"] == "WAVE"
 
 
+def test_cli_cube_outputs_follow_the_output_rule(data, tmp_path, capsys):
+    out = tmp_path / "cli"
+    out.mkdir()
+    args = ["cube", *map(str, data["two"]), "--channel", "1", "--band", "short", "--cubepars",
+            str(data["cubepar"]), "-o", str(out), "--backend", "cpu", "-q"]
+    target = out / "dither1_ch1-short_s3d.fits"
+    target.write_bytes(b"an earlier cube")
+    assert main(args) == 2
+    assert "dither1_ch1-short_s3d.fits exists; pass --overwrite" in capsys.readouterr().err
+    assert target.read_bytes() == b"an earlier cube"
+    target.unlink()
+    target.symlink_to(Path(data["two"][0]).resolve())  # the cube's name is a link to an input
+    assert main([*args, "--overwrite"]) == 2
+    assert "the same file as the input" in capsys.readouterr().err
+    assert target.is_symlink()
+
+
 def test_cli_cube_bad_band(data, tmp_path, capsys):
     out = tmp_path / "cli"
     status = main(["cube", str(data["two"][0]), "--channel", "1", "--band", "long",

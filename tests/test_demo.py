@@ -115,6 +115,27 @@ def test_demo_command(demo, cache_dir, tmp_path, monkeypatch, capsys):
     assert any(n.endswith("_rate.fits") for n in names) and any(n.endswith("_rate.png") for n in names)
 
 
+def test_demo_warns_about_nothing_of_its_own(cache_dir, tmp_path, monkeypatch, caplog):
+    """The built-in references' deliberate NaN pixels are noted at INFO, and each step logs once."""
+    import logging
+
+    from gpucal.demo import run_demo
+
+    monkeypatch.setenv("GPUCAL_CACHE", str(cache_dir))
+    with caplog.at_level(logging.INFO, logger="gpucal"):
+        run_demo(tmp_path / "out", backend="cpu")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    nan_notes = [r for r in caplog.records if "NaN" in r.getMessage()]
+    assert nan_notes and {r.levelname for r in nan_notes} == {"INFO"}
+    assert sum("gain_scale skipped" in r.getMessage() for r in caplog.records) == 1
+    # the notes are the demo's own: outside it, the same reader still warns
+    from gpucal.refs import read_saturation
+
+    caplog.clear()
+    read_saturation(next(cache_dir.glob("*_saturation.fits")))
+    assert [r.levelname for r in caplog.records if "NaN" in r.getMessage()] == ["WARNING"]
+
+
 def test_write_preview_handles_nan_and_flat_images(tmp_path):
     image = np.ones((40, 60), np.float32)
     image[3, 4] = np.nan

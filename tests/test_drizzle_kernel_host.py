@@ -49,7 +49,7 @@ def test_records_and_replay_identical(kernel, pixfrac):
     nrec = int(counts.sum())
     keys, dows, recpix = np.empty(nrec, np.int64), np.empty(nrec, np.float32), np.empty(nrec, np.int32)
     launch_host(lib, "drizzle_emit",
-                [pix, np.int64(pix.size), pm, weights, *geo, call.lut, offsets, keys, dows, recpix])
+                [pix, np.int64(pix.size), pm, weights, *geo, call.lut, offsets, np.int32(32), keys, dows, recpix])
     ref_keys, ref_dows, ref_recpix = k.drizzle_emit(pix, pm, weights, call.wtscale, 24, 22, call.consts, call.lut)
     np.testing.assert_array_equal(keys, ref_keys)
     np.testing.assert_array_equal(dows.view(np.uint32), ref_dows.view(np.uint32))
@@ -66,7 +66,7 @@ def test_records_and_replay_identical(kernel, pixfrac):
     cpu = {n: a.copy() for n, a in state.items()}
     sorted_keys = np.sort(keys[(keys >> 32) != 22 * 24])
     launch_host(lib, "drizzle_replay",
-                [sorted_keys, np.int64(sorted_keys.size), dows, recpix, pix, data, call.iscale, data2,
+                [sorted_keys, np.int64(sorted_keys.size), np.int32(32), dows, recpix, pix, data, call.iscale, data2,
                  np.array([1, 0], np.int32), np.int32(2), np.int64(data.size), call.iscale2, dq, np.int32(1),
                  host["img"], host["wht"], host["img2"], np.int64(22 * 24), host["ctx"], np.int32(1),
                  np.int32(call.bit), host["dq"]])

@@ -1,8 +1,6 @@
 """The CuPy launcher's logic, run without a GPU against a CuPy stand-in (tests/fake_cupy.py)
 whose kernel calls execute the host build of the same CUDA source."""
 
-import sys
-
 import numpy as np
 import pytest
 
@@ -15,13 +13,8 @@ pytestmark = pytest.mark.skipif(host_compiler() is None, reason="no C++ compiler
 
 
 @pytest.fixture
-def fake_gpu(monkeypatch):
-    import fake_cupy
-
-    monkeypatch.setitem(sys.modules, "cupy", fake_cupy.make_module())
-    monkeypatch.setattr("gpucal.gpu.compile.kernel", fake_cupy.host_kernel)
-    monkeypatch.setattr("gpucal.backend.gpu_unavailable_reason", lambda: None)
-    monkeypatch.setattr("gpucal.backend.free_device_memory", lambda device=0: 8 * 1024**3)
+def fake_gpu(cupy_stand_in):
+    return cupy_stand_in
 
 
 @pytest.mark.parametrize("case", standard_cases()[:6], ids=lambda c: c.name)

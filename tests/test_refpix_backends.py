@@ -4,12 +4,10 @@ The statistics are computed on the host for both backends, so the two must agree
 """
 
 import importlib
-import sys
 
 import numpy as np
 import pytest
 
-import fake_cupy
 from refpix_cases import structured
 
 refpix_module = importlib.import_module("gpucal.steps.refpix")
@@ -30,11 +28,7 @@ def _with_refs(ramp):
 
 
 @pytest.fixture
-def fake_gpu(monkeypatch):
-    cupy = fake_cupy.make_module()
-    cupy.float32, cupy.float64 = np.float32, np.float64
-    cupy.ascontiguousarray = lambda a: fake_cupy._device(np.ascontiguousarray(a))
-    monkeypatch.setitem(sys.modules, "cupy", cupy)
+def fake_gpu(cupy_stand_in, monkeypatch):
     monkeypatch.setattr(refpix_module, "resolve_backend", lambda b=None: "cpu" if b == "cpu" else "gpu")
 
 

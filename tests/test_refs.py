@@ -71,11 +71,12 @@ def test_wrong_reftype(tmp_path):
     assert read_reference(path, "readnoise").shape == (4, 4)  # case-insensitive
 
 
-def test_missing_reftype_and_sci(tmp_path):
+def test_missing_reftype_and_sci(tmp_path, caplog):
     path = tmp_path / "plain.fits"
-    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.ones((3, 3)), name="SCI")]).writeto(path)
-    with pytest.raises(FileFormatError, match="no REFTYPE keyword"):
-        read_gain(path)
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.full((3, 3), 2.0), name="SCI")]).writeto(path)
+    with caplog.at_level(logging.WARNING, logger="gpucal.refs"):
+        np.testing.assert_array_equal(read_gain(path), np.full((3, 3), 2.0, np.float32))
+    assert "plain.fits names no reference type (no REFTYPE or DATAMODL): read as a GAIN reference" in caplog.text
     path2 = tmp_path / "nosci.fits"
     primary = fits.PrimaryHDU()
     primary.header["REFTYPE"] = "GAIN"
@@ -187,3 +188,83 @@ def test_subarray_helpers():
     np.testing.assert_array_equal(cut_subarray(image, (3, 2, 4, 5)), image[1:6, 2:6])
     with pytest.raises(InputError):
         cut_subarray(image, (8, 1, 4, 4))
+
+
+def _saved_by_stdatamodels(path, model: str, **arrays):
+    """A reference file as ``datamodels.<model>(...).save(path)`` writes it: DATAMODL, no REFTYPE."""
+    datamodels = pytest.importorskip("stdatamodels.jwst.datamodels")
+    with getattr(datamodels, model)(**arrays) as m:
+        m.save(path)
+    with fits.open(path) as hdul:
+        assert hdul[0].header["DATAMODL"] == model and "REFTYPE" not in hdul[0].header
+    return path
+
+
+def test_references_saved_by_stdatamodels_are_read(tmp_path, caplog):
+    """jwst opens a GainModel(...).save() file, which has DATAMODL but no REFTYPE; so does gpucal."""
+    from gpucal.refs import read_dark, read_linearity, read_mask, read_saturation, read_superbias
+    from gpucal.refs.ipc import read_ipc
+
+    rng = np.random.default_rng(4)
+    image = rng.uniform(1.5, 2.5, (6, 7)).astype(np.float32)
+    gain = _saved_by_stdatamodels(tmp_path / "gain.fits", "GainModel", data=image)
+    readnoise = _saved_by_stdatamodels(tmp_path / "rn.fits", "ReadnoiseModel", data=image * 3)
+    with caplog.at_level(logging.WARNING, logger="gpucal.refs"):
+        np.testing.assert_array_equal(read_gain(gain), image)
+        np.testing.assert_array_equal(read_readnoise(readnoise), image * 3)
+        dq = np.zeros((6, 7), np.uint32)
+        dq[1, 2] = 1
+        np.testing.assert_array_equal(
+            read_mask(_saved_by_stdatamodels(tmp_path / "mask.fits", "MaskModel", dq=dq)).dq, dq)
+        for reader, model in ((read_saturation, "SaturationModel"), (read_superbias, "SuperBiasModel")):
+            ref = reader(_saved_by_stdatamodels(tmp_path / f"{model}.fits", model, data=image, dq=dq))
+            np.testing.assert_array_equal(ref.data, image)
+        coeffs = np.stack([image * 0, image * 0 + 1, image * 1e-6])
+        np.testing.assert_array_equal(
+            read_linearity(_saved_by_stdatamodels(tmp_path / "lin.fits", "LinearityModel", coeffs=coeffs,
+                                                   dq=dq)).data, coeffs)
+        dark = _saved_by_stdatamodels(tmp_path / "dark.fits", "DarkModel", data=np.stack([image] * 3))
+        with fits.open(dark, mode="update") as hdul:  # a dark needs its readout keywords
+            hdul[0].header.update(NFRAMES=1, GROUPGAP=0)
+        assert read_dark(dark).data.shape == (3, 6, 7)
+        kernel = np.zeros((3, 3), np.float32)
+        kernel[1, 1] = 1
+        np.testing.assert_array_equal(read_ipc(_saved_by_stdatamodels(tmp_path / "ipc.fits", "IPCModel",
+                                                                       data=kernel)).data, kernel)
+    assert "reference type" not in caplog.text  # DATAMODL named the type: no warning
+
+
+def test_a_reference_naming_another_type_is_refused(tmp_path):
+    from gpucal.refs import read_saturation
+
+    image = np.ones((4, 5), np.float32)
+    readnoise = _saved_by_stdatamodels(tmp_path / "rn.fits", "ReadnoiseModel", data=image)
+    with pytest.raises(FileFormatError, match=r"rn.fits is a ReadnoiseModel \(DATAMODL\), not a GAIN reference "
+                                              r"\(GainModel\)"):
+        read_gain(readnoise)
+    ramp = _saved_by_stdatamodels(tmp_path / "x_ramp.fits", "RampModel", data=np.ones((1, 2, 4, 5), np.float32))
+    with pytest.raises(FileFormatError, match="is a RampModel"):
+        read_saturation(ramp)
+    # REFTYPE and DATAMODL that disagree: refused.
+    path = write_reference(tmp_path / "g.fits", "GAIN", image, instrument="NIRCAM", detector="NRCA1")
+    with fits.open(path, mode="update") as hdul:
+        hdul[0].header["DATAMODL"] = "ReadnoiseModel"
+    with pytest.raises(FileFormatError, match="is a ReadnoiseModel"):
+        read_gain(path)
+
+
+def test_ramp_fit_command_takes_stdatamodels_references(tmp_path):
+    """The issue's case: ``gpucal ramp-fit --gain`` with a GainModel(...).save() file (jwst reads it)."""
+    from gpucal import cli
+    from gpucal.synthetic import make_exposure, write_exposure
+
+    files = write_exposure(make_exposure(1, 4, 8, 10, seed=2), tmp_path, name="x")
+    with fits.open(files["gain"]) as g, fits.open(files["readnoise"]) as r:
+        gain = _saved_by_stdatamodels(tmp_path / "g.fits", "GainModel", data=g["SCI"].data.astype(np.float32))
+        rn = _saved_by_stdatamodels(tmp_path / "r.fits", "ReadnoiseModel", data=r["SCI"].data.astype(np.float32))
+    for out, refs in (("a", (gain, rn)), ("b", (files["gain"], files["readnoise"]))):
+        argv = ["ramp-fit", str(files["ramp"]), "--gain", str(refs[0]), "--readnoise", str(refs[1]), "-q",
+                "--backend", "cpu", "-o", str(tmp_path / out)]
+        assert cli.main(argv) == 0
+    with fits.open(tmp_path / "a" / "x_rate.fits") as a, fits.open(tmp_path / "b" / "x_rate.fits") as b:
+        np.testing.assert_array_equal(a["SCI"].data, b["SCI"].data)

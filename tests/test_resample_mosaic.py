@@ -167,7 +167,7 @@ def test_progress_reports_each_input(cal_files):
 def test_bad_inputs(cal_files, tmp_path):
     text = tmp_path / "notes.fits"
     text.write_text("not a fits file")
-    with pytest.raises(FileFormatError, match="not a FITS file"):
+    with pytest.raises(FileFormatError, match="not a readable FITS file"):
         resample_images([text], backend="cpu")
     from astropy.io import fits
 
@@ -205,12 +205,23 @@ def test_cli_writes_an_i2d(cal_files, tmp_path):
     assert cli.main([*args, "--overwrite", "--kernel", "point"]) == cli.EXIT_OK
 
 
+def test_cli_refuses_an_output_that_is_an_input_through_a_link(cal_files, tmp_path, capsys):
+    import os
+
+    out = tmp_path / "linked_i2d.fits"
+    os.link(cal_files[0], out)
+    args = ["resample", *map(str, cal_files), "-o", str(out), "--overwrite", "--backend", "cpu", "-q"]
+    assert cli.main(args) == cli.EXIT_USAGE
+    assert "the same file as the input" in capsys.readouterr().err
+    assert os.path.samefile(out, cal_files[0])  # the link is still the input
+
+
 def test_cli_bad_input_writes_nothing(tmp_path, capsys):
     bad = tmp_path / "bad_cal.fits"
     bad.write_text("garbage")
     out = tmp_path / "x_i2d.fits"
     assert cli.main(["resample", str(bad), "-o", str(out), "--backend", "cpu", "-q"]) == cli.EXIT_USAGE
-    assert "not a FITS file" in capsys.readouterr().err
+    assert "not a readable FITS file" in capsys.readouterr().err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad_cal.fits"]
 
 

@@ -112,9 +112,9 @@ def _group_bands(bands: list[Band], output_type: str) -> list[list[Band]]:
 
 def _resolve_cubepars(cubepars, instrument: str, weighting: str, first: Path) -> CubePars:
     if cubepars is None:
-        from astropy.io import fits
+        from ..io.fits_open import read_header
 
-        header = dict(fits.getheader(first))
+        header = dict(read_header(first))
         cubepars = crds_cubepars(header)
     path = Path(cubepars)
     if not path.exists():
@@ -355,6 +355,7 @@ def build_cube(
     backend: str = "auto",
     output_dir: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
+    overwrite: bool = True,
 ) -> list[IFUCube]:
     """Build IFU cubes from calibrated ``_cal.fits`` files, as jwst 3.0.0's CubeBuildStep.
 
@@ -386,9 +387,13 @@ def build_cube(
     backend
         ``"cpu"``, ``"gpu"`` or ``"auto"`` for the voxel sums.
     output_dir
-        When given, each cube is written there as ``{name}_s3d.fits`` (atomically).
+        When given, each cube is written there as ``{name}_s3d.fits`` (atomically). The names
+        are checked before any sums (:func:`gpucal.io.output_safety.check_outputs`): never an
+        input or a read-only file, an existing one only with ``overwrite``.
     progress
         Called as ``progress(files_done, files_total)``.
+    overwrite
+        Replace existing cubes in ``output_dir`` (default True; the command line's default is False).
 
     Returns
     -------
@@ -418,12 +423,17 @@ def build_cube(
     stem = first[: -len("_cal.fits")] if first.endswith("_cal.fits") else paths[0].stem
     if instrument == "NIRSPEC" and stem[stem.rfind("_") + 1:] in NIRSPEC_GRATINGS:
         stem = stem[: stem.rfind("_")]  # the grating is part of the cube suffix
+    if output_dir is not None:
+        from ..io.output_safety import check_outputs
+
+        names = [Path(output_dir) / f"{stem}{cube_suffix(pars.instrument, group)}_s3d.fits" for group in groups]
+        check_outputs(names, [*paths, *([pars.path] if pars.path is not None else [])], overwrite=overwrite)
     cubes = []
     for group in groups:
         cube = _one_cube(files, group, pars, weighting=weighting, coord_system=coord_system, stem=stem,
                          output_type=output_type, user=user, backend=backend_name, progress=progress,
                          done=done, total=total)
         if output_dir is not None:
-            cube.to_fits(Path(output_dir) / cube.name)
+            cube.to_fits(Path(output_dir) / cube.name, overwrite=overwrite)
         cubes.append(cube)
     return cubes

@@ -86,15 +86,11 @@ def read_cubepars(path: str | os.PathLike[str], instrument: str, weighting: str)
     msm reads ROISPATIAL/ROISPECTRAL/POWER/SOFTRAD from CUBEPAR_MSM, emsm reads
     ROISPATIAL/ROISPECTRAL/SCALERAD from CUBEPAR_EMSM; drizzle needs only CUBEPAR.
     """
-    from astropy.io import fits
+    from ..io.fits_open import open_fits
 
     path = Path(path)
     instrument = instrument.upper()
-    try:
-        hdul = fits.open(path, memmap=False)
-    except (OSError, ValueError) as exc:
-        raise FileFormatError(f"cannot read CUBEPAR file {path}: {exc}") from None
-    with hdul:
+    with open_fits(path, memmap=False) as hdul:
         names = {h.name for h in hdul}
         if "CUBEPAR" not in names:
             raise FileFormatError(f"{path} has no CUBEPAR extension: not a cube parameter reference")

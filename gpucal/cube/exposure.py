@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from .. import dq as dqflags
-from ..errors import FileFormatError, InputError
+from ..errors import FileFormatError
+from ..io.datamodel_open import check_wcs
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,13 @@ class IFUExposure:
 
 
 def _open_model(path: Path):
-    try:
-        from stdatamodels.jwst import datamodels
-    except ImportError:
-        raise InputError("reading IFU _cal files needs stdatamodels (pip install stdatamodels)") from None
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        return datamodels.IFUImageModel(str(path))
-    except (ValueError, TypeError, OSError) as exc:
-        raise FileFormatError(f"{path} is not an IFU image product: {exc}") from None
+    from ..io.datamodel_open import open_datamodel
+    from ..io.fits_open import check_kinds, open_fits
+
+    with open_fits(path, memmap=False, lazy_load_hdus=True) as hdul:  # a short or corrupt file, named
+        check_kinds(hdul, path, floats=("SCI", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"),
+                    integers=("DQ", "REGIONS"))
+    return open_datamodel("IFUImageModel", path)
 
 
 def _match_nans_and_flags(model) -> None:
@@ -83,6 +81,11 @@ def open_exposure(path: str | os.PathLike[str]) -> IFUExposure:
     if wcs is None or meta.cal_step.assign_wcs != "COMPLETE":
         model.close()
         raise FileFormatError(f"{path} has no WCS: run assign_wcs (jwst calwebb_spec2) first")
+    try:
+        check_wcs(wcs, model.data.shape, path)
+    except FileFormatError:
+        model.close()
+        raise
     if instrument == "MIRI":
         channels = str(meta.instrument.channel or "")
         band = str(meta.instrument.band or "").lower()

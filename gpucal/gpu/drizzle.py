@@ -3,13 +3,18 @@
 One ``add_image`` call: the inputs and the output state go to the device once; the
 scanner's pixels run through ``drizzle_count`` -> cumsum -> ``drizzle_emit`` -> sort of the
 unique keys -> ``drizzle_replay`` in blocks, in scanner order, and the outputs come back.
-The keys ``(out_index << 32) | record`` are unique, so any sort gives the stable order and
-the result is deterministic and equal to ``cpu_fallback/drizzle.py``.
+The keys ``(out_index << bits) | record`` are unique, so any sort gives the stable order and
+the result is deterministic and equal to ``cpu_fallback/drizzle.py``. The device works on
+C-ordered copies of every array (the kernels index in C order; ``cupy.asarray`` keeps a
+Fortran order), and the results are written back into the caller's arrays whatever their
+layout.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from cpu_fallback.drizzle import record_bits
 
 THREADS_PER_BLOCK = 128
 #: Input pixels per device block.
@@ -20,6 +25,14 @@ GPU_BLOCK_RECORDS = 1 << 26
 
 def _grid(n: int) -> int:
     return int(max(1, min((n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK, 1 << 16)))
+
+
+def key_layout(nout: int) -> tuple[int, np.int64, int]:
+    """``(bits, sentinel_key, max_records)`` of the sort keys for ``nout`` output pixels: the
+    record number takes ``bits`` bits (fewer than 32 from 2**31 output pixels on), the key of
+    a zero-weight record is ``nout << bits``, and a block keys at most ``max_records`` records."""
+    bits = record_bits(nout)
+    return bits, np.int64(nout << bits), min(GPU_BLOCK_RECORDS, 1 << bits)
 
 
 def run_gpu(call, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, out_ctx, out_dq) -> None:
@@ -38,12 +51,13 @@ def run_gpu(call, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, 
     ny, nx = data.shape
     ony, onx = out_img.shape
     nout = onx * ony
-    sentinel_key = nout << 32
+    bits, sentinel_key, max_records = key_layout(nout)
+    d_sentinel = cupy.asarray(np.array([sentinel_key], np.int64))
 
-    d_pixmap = cupy.asarray(pixmap)
-    d_weights = cupy.asarray(weights)
-    d_data = cupy.asarray(data)
-    d_lut = cupy.asarray(call.lut)
+    d_pixmap = cupy.ascontiguousarray(pixmap)
+    d_weights = cupy.ascontiguousarray(weights)
+    d_data = cupy.ascontiguousarray(data)
+    d_lut = cupy.ascontiguousarray(call.lut)
     ndata2 = len(data2)
     if ndata2:
         present = np.array([p is not None for p in data2], dtype=np.int32)
@@ -55,11 +69,11 @@ def run_gpu(call, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, 
         d_data2 = cupy.zeros(1, dtype=np.float32)
         d_present = cupy.zeros(1, dtype=np.int32)
         d_img2 = cupy.zeros(1, dtype=np.float32)
-    d_dq = cupy.asarray(dq) if dq is not None else cupy.zeros(1, dtype=np.uint32)
-    d_img = cupy.asarray(out_img)
-    d_wht = cupy.asarray(out_wht)
-    d_ctx = cupy.asarray(out_ctx) if out_ctx is not None else cupy.zeros(1, dtype=np.int32)
-    d_outdq = cupy.asarray(out_dq) if out_dq is not None else cupy.zeros(1, dtype=np.uint32)
+    d_dq = cupy.ascontiguousarray(dq) if dq is not None else cupy.zeros(1, dtype=np.uint32)
+    d_img = cupy.ascontiguousarray(out_img)
+    d_wht = cupy.ascontiguousarray(out_wht)
+    d_ctx = cupy.ascontiguousarray(out_ctx) if out_ctx is not None else cupy.zeros(1, dtype=np.int32)
+    d_outdq = cupy.ascontiguousarray(out_dq) if out_dq is not None else cupy.zeros(1, dtype=np.uint32)
     geometry = (np.float32(call.wtscale), np.int32(nx), np.int32(ny), np.int32(onx), np.int32(ony), np.int32(c.kernel),
                 np.float64(c.dh), np.float64(c.pfo), np.float64(c.scale), np.float64(c.es), np.float64(c.sdp),
                 np.int32(c.nlut))
@@ -76,8 +90,11 @@ def run_gpu(call, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, 
         lo = 0
         while lo < npix:
             base = int(ends[lo - 1]) if lo else 0
-            hi = max(lo + 1, int(np.searchsorted(ends, base + GPU_BLOCK_RECORDS, side="right")))
+            hi = max(lo + 1, int(np.searchsorted(ends, base + max_records, side="right")))
             nrec = int(ends[hi - 1]) - base
+            if nrec > 1 << bits:
+                raise ValueError(f"one input pixel covers {nrec} output pixels: more than {bits}-bit record numbers "
+                                 f"allow for an output of {nout} pixels")
             if nrec > 0:
                 d_pix = cupy.asarray(pix_block[lo:hi])
                 d_offsets = cupy.asarray(ends[lo:hi] - counts[lo:hi] - base)
@@ -85,13 +102,13 @@ def run_gpu(call, data, weights, pixmap, data2, dq, out_img, out_wht, out_img2, 
                 d_dows = cupy.empty(nrec, dtype=np.float32)
                 d_recpix = cupy.empty(nrec, dtype=np.int32)
                 emit_k((_grid(hi - lo),), (THREADS_PER_BLOCK,),
-                       (d_pix, np.int64(hi - lo), d_pixmap, d_weights, *geometry, d_lut, d_offsets, d_keys, d_dows,
-                        d_recpix))
+                       (d_pix, np.int64(hi - lo), d_pixmap, d_weights, *geometry, d_lut, d_offsets, np.int32(bits),
+                        d_keys, d_dows, d_recpix))
                 d_sorted = cupy.sort(d_keys)
-                nvalid = int(cupy.searchsorted(d_sorted, cupy.asarray(np.array([sentinel_key], np.int64)))[0])
+                nvalid = int(cupy.searchsorted(d_sorted, d_sentinel)[0])
                 if nvalid:
                     replay_k((_grid(nvalid),), (THREADS_PER_BLOCK,),
-                             (d_sorted, np.int64(nvalid), d_dows, d_recpix, d_pix, d_data, np.float32(call.iscale),
+                             (d_sorted, np.int64(nvalid), np.int32(bits), d_dows, d_recpix, d_pix, d_data, np.float32(call.iscale),
                               d_data2, d_present, np.int32(ndata2), np.int64(nx * ny), np.float32(call.iscale2), d_dq,
                               np.int32(dq is not None), d_img, d_wht, d_img2, np.int64(nout), d_ctx,
                               np.int32(out_ctx is not None), np.int32(call.bit), d_outdq))

@@ -13,7 +13,8 @@ import numpy as np
 
 from gpucal.ipc_io import IpcGeometry, ipc_arguments, kernel_name
 
-from .transfer import download, pinned_copy, two_stream_pipeline, upload
+from .budget import BlockCost, allocation_bytes
+from .transfer import download, pinned_copy, two_stream_pipeline, upload, upload_shared
 
 THREADS_PER_BLOCK = 128
 
@@ -47,11 +48,9 @@ def ipc_blocks_gpu(blocks: Iterable[tuple[int, int, IpcGeometry, Callable[[], tu
     ``load()`` returns ``(data_in, kernel_block)``: data (nplanes, rows_in, nx) float32 and,
     for a per-pixel kernel, its (kh, kw, rows, nx) rows (None with ``kernel2d``).
     """
-    import cupy
-
     d_kernel2d = None
     if kernel2d is not None:
-        d_kernel2d = cupy.asarray(np.ascontiguousarray(kernel2d, dtype=np.float32))
+        (d_kernel2d,) = upload_shared(np.ascontiguousarray(kernel2d, dtype=np.float32))
 
     def process(inputs, stream):
         g, data_in, kblock = inputs
@@ -79,3 +78,16 @@ def ipc_blocks_gpu(blocks: Iterable[tuple[int, int, IpcGeometry, Callable[[], tu
             yield (r0, r1), (lambda g=g, load=load: (g, *load()))
 
     two_stream_pipeline(items(), process, finish)
+
+
+def block_cost(nplanes: int, kernel: np.ndarray) -> BlockCost:
+    """What one pixel of a block costs (halo rows are planned as extra rows): on the device the
+    data in and out and a per-pixel kernel's rows; on the host the data as read, its pinned copy,
+    the pinned output and a per-pixel kernel's rows with their pinned copy."""
+    kernel_bytes = kernel.shape[0] * kernel.shape[1] * 4 if kernel.ndim == 4 else 0
+    return BlockCost(device=nplanes * 4 * 2 + kernel_bytes, host=nplanes * 4 * 3 + kernel_bytes * 2, arrays=3)
+
+
+def resident_bytes(kernel: np.ndarray) -> int:
+    """Device bytes :func:`ipc_blocks_gpu` keeps for the whole run (a 2-D kernel)."""
+    return allocation_bytes(kernel.size * 4) if kernel.ndim == 2 else 0

@@ -19,6 +19,7 @@ from gpucal.jump_detection import halo_window
 from gpucal.jump_io import (TwoPointInputs, TwoPointOutputs, neighbour_arguments, scratch_shape,
                             two_point_arguments)
 
+from .budget import BlockCost
 from .transfer import download, pinned_copy, two_stream_pipeline, upload
 
 log = logging.getLogger(__name__)
@@ -117,12 +118,19 @@ def neighbour_blocks_gpu(fp: JumpParams, gdq: np.ndarray, marks: np.ndarray, out
         done((r1 - r0) * nx)
 
 
-def two_point_bytes_per_pixel(fp: JumpParams) -> int:
-    """Device memory one pixel of a pass-1 block needs (inputs, outputs, sort space)."""
+def two_point_cost(fp: JumpParams) -> BlockCost:
+    """What one pixel of a pass-1 block costs: on the device its inputs, outputs and sort space;
+    on the host its inputs as read, their pinned copies and the two pinned outputs."""
     samples = fp.nints * fp.ngroups
-    return samples * (4 + 1 + 1 + 1) + 4 * 2 + 8 * 2 + 8 * max(fp.nints * (fp.ngroups - 1), 1)
+    inputs = samples * (4 + 1) + 4 * 2  # data, group DQ, gain, rn2
+    outputs = samples * (1 + 1) + 8 * 2  # gdq_out, marks, median, sigma
+    scratch = 8 * max(fp.nints * (fp.ngroups - 1), 1)
+    return BlockCost(device=inputs + outputs + scratch, host=2 * inputs + samples * 2, arrays=4 + 4 + 1)
 
 
-def neighbour_bytes_per_pixel(fp: JumpParams) -> int:
-    """Device memory one pixel of a pass-2 block needs (halo rows are extra, at most 2 rows)."""
-    return fp.nints * fp.ngroups * 3
+def neighbour_cost(fp: JumpParams) -> BlockCost:
+    """What one pixel of a pass-2 block costs (its halo rows are planned as extra rows): on the
+    device the group DQ and marks in, the group DQ out; on the host their contiguous copies,
+    pinned copies and the pinned output."""
+    samples = fp.nints * fp.ngroups
+    return BlockCost(device=samples * 3, host=samples * 5, arrays=3)

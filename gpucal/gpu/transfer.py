@@ -23,6 +23,19 @@ def pinned_copy(array: np.ndarray) -> np.ndarray:
     return pinned
 
 
+def upload_shared(*arrays: np.ndarray) -> list:
+    """Device copies of host arrays that kernels on several streams read (tables, dummies).
+
+    The copies run on the current stream, which is then synchronised once: kernels issued
+    afterwards on any stream, non-blocking ones included, are ordered after them.
+    """
+    import cupy
+
+    copies = [cupy.asarray(a) for a in arrays]
+    cupy.cuda.get_current_stream().synchronize()
+    return copies
+
+
 def upload(pinned: np.ndarray, stream):
     """Asynchronous host-to-device copy of a pinned array on ``stream``."""
     import cupy
@@ -33,9 +46,13 @@ def upload(pinned: np.ndarray, stream):
 
 
 def download(array, stream) -> np.ndarray:
-    """Asynchronous device-to-host copy into a new pinned array on ``stream``."""
+    """Asynchronous device-to-host copy into a new pinned array on ``stream``.
+
+    The copy does not block (``get`` does by default in CuPy 13 and 14): the host may read
+    the result only after ``stream.synchronize()``.
+    """
     out = pinned_empty(array.shape, array.dtype)
-    array.get(stream=stream, out=out)
+    array.get(stream=stream, out=out, blocking=False)
     return out
 
 
@@ -47,8 +64,9 @@ def two_stream_pipeline(blocks: Iterable[tuple[Any, Callable[[], Any]]],
     For each ``(key, load)``: ``load()`` reads the block on the host, ``process(inputs,
     stream)`` issues its uploads, kernels and downloads on ``stream`` and returns the
     pinned host outputs and the buffers to keep alive until the stream is done; then
-    ``finish(key, outputs)`` runs once that stream has synchronised. Reading and copying
-    block k+1 so overlaps the kernels of block k.
+    ``finish(key, outputs)`` runs once that stream has synchronised, which happens only
+    before its slot is reused (or at the end). Reading and copying block k+1 so overlaps
+    the kernels of block k, and the download of block k the kernels of block k+1.
     """
     import cupy
 

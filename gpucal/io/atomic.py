@@ -4,7 +4,9 @@ Every product and reference file gpucal writes goes through :func:`atomic_write`
 bytes go to a hidden temporary file in the destination directory, which is flushed,
 ``fsync``-ed and then renamed over the destination with :func:`os.replace` (atomic on
 POSIX and on Windows within one volume). If anything raises before the rename, the
-temporary file is removed and the destination is left as it was.
+temporary file is removed and the destination is left as it was. The temporary file's name
+carries the writer's host and process id; a process killed mid-write leaves it behind, and
+the next write into that directory removes it (:func:`gpucal.io.debris.remove_debris`).
 """
 
 from __future__ import annotations
@@ -13,28 +15,22 @@ import contextlib
 import glob
 import logging
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from .debris import TEMP_SUFFIX, remove_debris, temp_name, temp_target
+
 logger = logging.getLogger(__name__)
 
-TEMP_SUFFIX = ".gpucal-tmp"
-
-
-_TOKEN_BYTES = 6
-
-
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(_TOKEN_BYTES)}{TEMP_SUFFIX}")
+__all__ = ["TEMP_SUFFIX", "atomic_write", "temporary_files"]
 
 
 def temporary_files(path: str | os.PathLike[str]) -> list[Path]:
     """Temporary files of writes of ``path`` in progress, or left by a killed process."""
     dest = Path(path)
-    pattern = f".{glob.escape(dest.name)}.{'?' * (2 * _TOKEN_BYTES)}{TEMP_SUFFIX}"
-    return sorted(dest.parent.glob(pattern))
+    pattern = f".{glob.escape(dest.name)}.*{TEMP_SUFFIX}"
+    return sorted(p for p in dest.parent.glob(pattern) if temp_target(p) == dest.name)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -76,7 +72,8 @@ def atomic_write(path: str | os.PathLike[str], *, overwrite: bool = True) -> Ite
     if dest.exists() and not overwrite:
         raise FileExistsError(f"{dest} exists (pass overwrite=True to replace it)")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(dest)
+    remove_debris(dest.parent)
+    tmp = temp_name(dest)
     # os.open with mode 0o666 lets the umask decide the final permissions, as for a
     # normally created file (mkstemp would leave 0o600).
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)

@@ -59,6 +59,16 @@ def _required(path: Path, header: fits.Header, key: str, kind: type) -> Any:
         raise FileFormatError(f"{path}: keyword {key}={value!r} is not a valid {kind.__name__}") from exc
 
 
+def _check_samples(path: Path, name: str, data: Any) -> None:
+    """SCI and ZEROFRAME hold DN as float (``_ramp``) or uint16 (``_uncal``), as the jwst
+    models do; an integer image of another width is a corrupt or foreign file (a float32
+    image whose BITPIX was damaged to 32 would otherwise be read as huge integers)."""
+    dtype = np.dtype(data.dtype).newbyteorder("=")
+    if dtype.kind != "f" and dtype != np.uint16:
+        raise FileFormatError(f"{path}: {name} holds {dtype} values; a ramp's {name} is float32 (_ramp) or "
+                              "uint16 (_uncal)")
+
+
 def header_meta(header: fits.Header) -> dict[str, Any]:
     """Scalar, non-structural keywords of a primary header as an upper-case dict."""
     meta: dict[str, Any] = {}
@@ -137,6 +147,7 @@ def _ramp_from_hdul(path: Path, hdul: fits.HDUList) -> Ramp:
     drop_frames1 = int(drop_frames1) if isinstance(drop_frames1, (int, float)) else 0
 
     data = lazy_image(sci)
+    _check_samples(path, "SCI", data)
     nints, ngroups, ny, nx = data.shape
     expected = (_expected_nints(primary, values["NINTS"]), values["NGROUPS"])
     if (nints, ngroups) != expected:
@@ -163,6 +174,8 @@ def _ramp_from_hdul(path: Path, hdul: fits.HDUList) -> Ramp:
         pixeldq = np.zeros((ny, nx), dtype=np.uint32)
     zf_hdu = find_hdu(hdul, "ZEROFRAME")
     zeroframe = lazy_image(zf_hdu) if zf_hdu is not None and zf_hdu.header.get("NAXIS", 0) else None
+    if zeroframe is not None:
+        _check_samples(path, "ZEROFRAME", zeroframe)
 
     meta = header_meta(primary)
     meta["FILENAME"] = path.name

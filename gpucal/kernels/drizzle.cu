@@ -9,7 +9,8 @@
 //   drizzle_emit    one thread per input pixel: one record per box cell, written at the
 //                   pixel's offset (an exclusive scan of the counts), so records lie in
 //                   reference order (input row, input column, output row, output column).
-//                   key = (out_index << 32) | record, out_index = onx*ony for a zero weight;
+//                   key = (out_index << rec_bits) | record, out_index = onx*ony for a zero
+//                   weight (rec_bits: cpu_fallback.drizzle.record_bits, 32 below 2^31 outputs);
 //   drizzle_replay  after an ascending sort of the keys: one thread per run of equal
 //                   out_index replays the running weighted mean (and the squared-weight
 //                   planes and DQ of the _var variant) in record order, and ORs the context
@@ -68,9 +69,9 @@ __host__ __device__ inline bool interpolate_point(const double* pixmap, int nx, 
     double y = yin - j0;
     double x1 = 1.0 - x;
     double y1 = 1.0 - y;
-    const double* p00 = pixmap + 2 * ((long)j0 * nx + i0);
+    const double* p00 = pixmap + 2 * ((i64)j0 * nx + i0);
     const double* p10 = p00 + 2;
-    const double* p01 = p00 + 2 * (long)nx;
+    const double* p01 = p00 + 2 * (i64)nx;
     const double* p11 = p01 + 2;
     *xout = p00[0] * x1 * y1 + p10[0] * x * y1 + p01[0] * x1 * y + p11[0] * x * y;
     *yout = p00[1] * x1 * y1 + p10[1] * x * y1 + p01[1] * x1 * y + p11[1] * x * y;
@@ -86,7 +87,7 @@ __host__ __device__ inline bool square_corners(const double* pixmap, int nx, int
         double f[3][3], g[3][3];
         for (int b = 0; b <= 2; ++b) {
             for (int a = 0; a <= 2; ++a) {
-                const double* p = pixmap + 2 * ((long)(j - 1 + b) * nx + (i - 1 + a));
+                const double* p = pixmap + 2 * ((i64)(j - 1 + b) * nx + (i - 1 + a));
                 double fac;
                 if (a == 1 && b == 1) {
                     fac = (1 - h) * (1 - h);
@@ -281,7 +282,7 @@ __host__ __device__ inline bool pixel_geometry(const DrizzleConsts& c, const dou
         g->ii1 = range_hi(c_round(xmx), onx);
         return true;
     }
-    const double* p = pixmap + 2 * ((long)j * nx + i);
+    const double* p = pixmap + 2 * ((i64)j * nx + i);
     double ox = p[0];
     double oy = p[1];
     if (isnan(ox) || isnan(oy)) {
@@ -312,12 +313,12 @@ __host__ __device__ inline bool pixel_geometry(const DrizzleConsts& c, const dou
 }
 
 // Number of box cells of a pixel.
-__host__ __device__ inline long box_cells(const PixelGeom& g)
+__host__ __device__ inline i64 box_cells(const PixelGeom& g)
 {
     if (g.ii1 < g.ii0 || g.jj1 < g.jj0) {
         return 0;
     }
-    return (long)(g.ii1 - g.ii0 + 1) * (long)(g.jj1 - g.jj0 + 1);
+    return (i64)(g.ii1 - g.ii0 + 1) * (i64)(g.jj1 - g.jj0 + 1);
 }
 
 // The weight dow one input pixel gives output cell (ii, jj); 0 for no contribution.
@@ -403,8 +404,8 @@ extern "C" __global__ void drizzle_count(const long long* pix, long long npix, c
 extern "C" __global__ void drizzle_emit(const long long* pix, long long npix, const double* pixmap,
                                         const float* weights, float wtscale, int nx, int ny, int onx, int ony,
                                         int kernel, double dh, double pfo, double scale, double es, double sdp,
-                                        int nlut, const double* lut, const long long* offsets, long long* keys,
-                                        float* dows, int* rec_pixel)
+                                        int nlut, const double* lut, const long long* offsets, int rec_bits,
+                                        long long* keys, float* dows, int* rec_pixel)
 {
     DrizzleConsts c = make_consts(kernel, dh, pfo, scale, es, sdp, nlut);
     long long sentinel = (long long)onx * ony;
@@ -423,7 +424,7 @@ extern "C" __global__ void drizzle_emit(const long long* pix, long long npix, co
             for (int ii = g.ii0; ii <= g.ii1; ++ii) {
                 float dow = cell_weight(c, g, wi, ii, jj, lut);
                 long long out = dow != 0.0f ? (long long)jj * onx + ii : sentinel;
-                keys[r] = (out << 32) | r;
+                keys[r] = (out << rec_bits) | r;
                 dows[r] = dow;
                 rec_pixel[r] = (int)k;
                 ++r;
@@ -483,7 +484,7 @@ __host__ __device__ inline void apply_record(long long p, long long out, float d
 
 // Replay of the sorted records [0, nrec) (keys ascending; nrec excludes the zero-weight
 // records). ndata2 squared-weight planes; use_dq selects the DQ update.
-extern "C" __global__ void drizzle_replay(const long long* keys, long long nrec, const float* dows,
+extern "C" __global__ void drizzle_replay(const long long* keys, long long nrec, int rec_bits, const float* dows,
                                           const int* rec_pixel, const long long* pix, const float* data, float iscale,
                                           const float* data2, const int* data2_present, int ndata2, long long nin,
                                           float iscale2, const unsigned int* dq, int use_dq, float* out_img,
@@ -492,12 +493,12 @@ extern "C" __global__ void drizzle_replay(const long long* keys, long long nrec,
 {
     long long stride = (long long)blockDim.x * gridDim.x;
     for (long long s = (long long)blockIdx.x * blockDim.x + threadIdx.x; s < nrec; s += stride) {
-        long long out = keys[s] >> 32;
-        if (s > 0 && (keys[s - 1] >> 32) == out) {
+        long long out = keys[s] >> rec_bits;
+        if (s > 0 && (keys[s - 1] >> rec_bits) == out) {
             continue;  // not the head of its run
         }
-        for (long long t = s; t < nrec && (keys[t] >> 32) == out; ++t) {
-            long long r = keys[t] & 0xffffffffLL;
+        for (long long t = s; t < nrec && (keys[t] >> rec_bits) == out; ++t) {
+            long long r = keys[t] & ((1LL << rec_bits) - 1);
             apply_record(pix[rec_pixel[r]], out, dows[r], data, iscale, data2, data2_present, ndata2, nin, iscale2,
                          dq, use_dq, out_img, out_wht, out_img2, nout, out_ctx, use_ctx, bit, out_dq);
         }

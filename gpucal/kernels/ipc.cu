@@ -33,14 +33,14 @@
 // Geometry of one row block (gpucal.ipc_io.IpcGeometry).
 struct IpcBlock {
     const float* data_in;
-    long nplanes;
+    i64 nplanes;
     int nx, rows_in, rows, halo_top, row0;
     int sy0, sy1, sx0, sx1;
     int kh, kw;
 };
 
 // S[yi, x] for block row yi (may lie outside the block): zero outside S or the block.
-__host__ __device__ inline float science_value(const IpcBlock& b, long plane, int yi, int x)
+__host__ __device__ inline float science_value(const IpcBlock& b, i64 plane, int yi, int x)
 {
     int y = b.row0 + yi;
     if (yi < 0 || yi >= b.rows_in || y < b.sy0 || y >= b.sy1 || x < b.sx0 || x >= b.sx1) {
@@ -57,7 +57,7 @@ __host__ __device__ inline bool in_science(const IpcBlock& b, int yi, int x)
 
 // The corrected value of block row yi, column x of one plane. Weight (j, i) of this pixel is
 // weights[(j * kw + i) * wstride].
-__host__ __device__ inline float ipc_pixel(const IpcBlock& b, const float* weights, long wstride, long plane, int yi,
+__host__ __device__ inline float ipc_pixel(const IpcBlock& b, const float* weights, i64 wstride, i64 plane, int yi,
                                            int x)
 {
     if (!in_science(b, yi, x)) {
@@ -73,18 +73,18 @@ __host__ __device__ inline float ipc_pixel(const IpcBlock& b, const float* weigh
             if (j == cy && i == cx) {
                 continue;  // the centre term is added last
             }
-            float w = weights[(long)(j * b.kw + i) * wstride];
+            float w = weights[(i64)(j * b.kw + i) * wstride];
             float term = w * science_value(b, plane, yi + tb - j, x + rb - i);
             acc = acc + term;
         }
     }
-    float w = weights[(long)(cy * b.kw + cx) * wstride];
+    float w = weights[(i64)(cy * b.kw + cx) * wstride];
     float term = w * science_value(b, plane, yi, x);
     acc = acc + term;
     return acc;
 }
 
-__host__ __device__ inline IpcBlock make_block(const float* data_in, long nplanes, int nx, int rows_in, int rows,
+__host__ __device__ inline IpcBlock make_block(const float* data_in, i64 nplanes, int nx, int rows_in, int rows,
                                                int halo_top, int row0, int sy0, int sy1, int sx0, int sx1, int kh,
                                                int kw)
 {
@@ -105,34 +105,34 @@ __host__ __device__ inline IpcBlock make_block(const float* data_in, long nplane
     return b;
 }
 
-extern "C" __global__ void ipc_2d_kernel(const float* data_in, const float* kernel, float* data_out, long nplanes,
+extern "C" __global__ void ipc_2d_kernel(const float* data_in, const float* kernel, float* data_out, i64 nplanes,
                                          int nx, int rows_in, int rows, int halo_top, int row0, int sy0, int sy1,
                                          int sx0, int sx1, int kh, int kw)
 {
     IpcBlock b = make_block(data_in, nplanes, nx, rows_in, rows, halo_top, row0, sy0, sy1, sx0, sx1, kh, kw);
-    long npix_out = (long)rows * nx;
-    long total = nplanes * npix_out;
-    long stride = (long)blockDim.x * gridDim.x;
-    for (long k = (long)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += stride) {
-        long plane = k / npix_out;
-        long p = k % npix_out;
+    i64 npix_out = (i64)rows * nx;
+    i64 total = nplanes * npix_out;
+    i64 stride = (i64)blockDim.x * gridDim.x;
+    for (i64 k = (i64)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += stride) {
+        i64 plane = k / npix_out;
+        i64 p = k % npix_out;
         int yi = (int)(p / nx) + halo_top;
         int x = (int)(p % nx);
         data_out[k] = ipc_pixel(b, kernel, 1, plane, yi, x);
     }
 }
 
-extern "C" __global__ void ipc_4d_kernel(const float* data_in, const float* kernel, float* data_out, long nplanes,
+extern "C" __global__ void ipc_4d_kernel(const float* data_in, const float* kernel, float* data_out, i64 nplanes,
                                          int nx, int rows_in, int rows, int halo_top, int row0, int sy0, int sy1,
                                          int sx0, int sx1, int kh, int kw)
 {
     IpcBlock b = make_block(data_in, nplanes, nx, rows_in, rows, halo_top, row0, sy0, sy1, sx0, sx1, kh, kw);
-    long npix_out = (long)rows * nx;
-    long total = nplanes * npix_out;
-    long stride = (long)blockDim.x * gridDim.x;
-    for (long k = (long)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += stride) {
-        long plane = k / npix_out;
-        long p = k % npix_out;
+    i64 npix_out = (i64)rows * nx;
+    i64 total = nplanes * npix_out;
+    i64 stride = (i64)blockDim.x * gridDim.x;
+    for (i64 k = (i64)blockIdx.x * blockDim.x + threadIdx.x; k < total; k += stride) {
+        i64 plane = k / npix_out;
+        i64 p = k % npix_out;
         int yi = (int)(p / nx) + halo_top;
         int x = (int)(p % nx);
         data_out[k] = ipc_pixel(b, kernel + p, npix_out, plane, yi, x);

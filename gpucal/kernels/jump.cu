@@ -37,7 +37,7 @@ typedef unsigned char u8;
 // Exposure-wide constants (cpu_fallback.jump.JumpParams).
 struct JumpParams {
     int nints, ngroups, nframes, mode;
-    long npix;
+    i64 npix;
     double rejection_threshold, three_group_rejection_threshold, four_group_rejection_threshold;
     double min_jump_to_flag_neighbors, max_jump_to_flag_neighbors, after_jump_e1, after_jump_e2;
 };
@@ -50,18 +50,18 @@ struct PixelRamp {
     u8* marks;
     double* scratch;
     float gain, rn2;
-    long p;
+    i64 p;
 };
 
-__host__ __device__ inline long sample_index(const JumpParams& fp, const PixelRamp& px, int integ, int group)
+__host__ __device__ inline i64 sample_index(const JumpParams& fp, const PixelRamp& px, int integ, int group)
 {
-    return ((long)integ * fp.ngroups + group) * fp.npix + px.p;
+    return ((i64)integ * fp.ngroups + group) * fp.npix + px.p;
 }
 
 // Group value in electrons (float32), NaN in DO_NOT_USE or SATURATED groups (3.2, 3.3).
 __host__ __device__ inline float electrons(const JumpParams& fp, const PixelRamp& px, int integ, int group)
 {
-    long k = sample_index(fp, px, integ, group);
+    i64 k = sample_index(fp, px, integ, group);
     float e = px.data[k] * px.gain;
     if (px.groupdq[k] & INVALID_FLAGS) {
         return (float)GPUCAL_NAN;
@@ -77,52 +77,52 @@ __host__ __device__ inline double first_difference(const JumpParams& fp, const P
 }
 
 // Restore the max-heap property below `root` in the heap a[0 .. end-1] (stride apart).
-__host__ __device__ inline void sift_down(double* a, long stride, int root, int end)
+__host__ __device__ inline void sift_down(double* a, i64 stride, int root, int end)
 {
     for (;;) {
         int child = 2 * root + 1;
         if (child >= end) {
             return;
         }
-        if (child + 1 < end && a[(long)(child + 1) * stride] > a[(long)child * stride]) {
+        if (child + 1 < end && a[(i64)(child + 1) * stride] > a[(i64)child * stride]) {
             child++;
         }
-        if (a[(long)root * stride] >= a[(long)child * stride]) {
+        if (a[(i64)root * stride] >= a[(i64)child * stride]) {
             return;
         }
-        double t = a[(long)root * stride];
-        a[(long)root * stride] = a[(long)child * stride];
-        a[(long)child * stride] = t;
+        double t = a[(i64)root * stride];
+        a[(i64)root * stride] = a[(i64)child * stride];
+        a[(i64)child * stride] = t;
         root = child;
     }
 }
 
 // Heap sort of a[0], a[stride], ..., a[(n-1)*stride] (no NaN), ascending, in place:
 // O(n log n), no recursion, no extra memory (MIRI ramps pool thousands of differences).
-__host__ __device__ inline void sort_values(double* a, long stride, int n)
+__host__ __device__ inline void sort_values(double* a, i64 stride, int n)
 {
     for (int root = n / 2 - 1; root >= 0; --root) {
         sift_down(a, stride, root, n);
     }
     for (int end = n - 1; end > 0; --end) {
         double top = a[0];
-        a[0] = a[(long)end * stride];
-        a[(long)end * stride] = top;
+        a[0] = a[(i64)end * stride];
+        a[(i64)end * stride] = top;
         sift_down(a, stride, 0, end);
     }
 }
 
 // Median of the first m sorted values (numpy nanmedian semantics); NaN when m == 0.
-__host__ __device__ inline double median_of_sorted(const double* s, long stride, int m)
+__host__ __device__ inline double median_of_sorted(const double* s, i64 stride, int m)
 {
     if (m == 0) {
         return GPUCAL_NAN;
     }
-    double upper = s[(long)(m / 2) * stride];
+    double upper = s[(i64)(m / 2) * stride];
     if (m & 1) {
         return upper;
     }
-    double lower = s[(long)(m / 2 - 1) * stride];
+    double lower = s[(i64)(m / 2 - 1) * stride];
     return (lower + upper) / 2.0;
 }
 
@@ -142,7 +142,7 @@ __host__ __device__ inline double sorted_median(const JumpParams& fp, const Pixe
         for (int j = 0; j < ndiffs; ++j) {
             double d = first_difference(fp, px, i, j);
             if (!isnan(d)) {
-                px.scratch[(long)n * fp.npix + px.p] = d;
+                px.scratch[(i64)n * fp.npix + px.p] = d;
                 n++;
             }
         }
@@ -171,7 +171,7 @@ __host__ __device__ inline double clipped_median(const JumpParams& fp, const Pix
         for (int j = 0; j < ndiffs; ++j) {
             double a = abs_difference(fp, px, i, j);
             if (!isnan(a)) {
-                px.scratch[(long)u * fp.npix + px.p] = a;
+                px.scratch[(i64)u * fp.npix + px.p] = a;
                 u++;
             }
         }
@@ -187,8 +187,8 @@ __host__ __device__ inline double clipped_median(const JumpParams& fp, const Pix
     }
     int m = u;
     if (u >= 4) {
-        double top = s[(long)(u - 1) * fp.npix];
-        while (m > 0 && s[(long)(m - 1) * fp.npix] == top) {
+        double top = s[(i64)(u - 1) * fp.npix];
+        while (m > 0 && s[(i64)(m - 1) * fp.npix] == top) {
             m--;
         }
     }
@@ -245,7 +245,7 @@ __host__ __device__ inline void iterative_search(const JumpParams& fp, const Pix
             for (int j = 0; j < ndiffs; ++j) {
                 double rho = jump_ratio(abs_difference(fp, px, i, j), median, sigma);
                 if (rho == pix_max && rho >= 0.0) {
-                    long k = sample_index(fp, px, i, j + 1);
+                    i64 k = sample_index(fp, px, i, j + 1);
                     px.gdq_out[k] |= (u8)GPUCAL_JUMP_DET;
                     px.marks[k] |= (u8)MARK_REMOVED;
                     any_flag = true;
@@ -296,7 +296,7 @@ __host__ __device__ inline void two_point_pixel(const JumpParams& fp, const Pixe
 {
     for (int i = 0; i < fp.nints; ++i) {
         for (int g = 0; g < fp.ngroups; ++g) {
-            long k = sample_index(fp, px, i, g);
+            i64 k = sample_index(fp, px, i, g);
             px.gdq_out[k] = px.groupdq[k];
             px.marks[k] = 0;
         }
@@ -315,7 +315,7 @@ __host__ __device__ inline void two_point_pixel(const JumpParams& fp, const Pixe
 
 extern "C" __global__ void two_point_kernel(const float* data, const u8* groupdq, const float* gain, const float* rn2,
                                             u8* gdq_out, u8* marks, double* median_out, double* sigma_out,
-                                            double* scratch, int nints, int ngroups, long npix, int nframes, int mode,
+                                            double* scratch, int nints, int ngroups, i64 npix, int nframes, int mode,
                                             double rejection_threshold, double three_group_rejection_threshold,
                                             double four_group_rejection_threshold, double min_jump_to_flag_neighbors,
                                             double max_jump_to_flag_neighbors, double after_jump_e1,
@@ -334,8 +334,8 @@ extern "C" __global__ void two_point_kernel(const float* data, const u8* groupdq
     fp.max_jump_to_flag_neighbors = max_jump_to_flag_neighbors;
     fp.after_jump_e1 = after_jump_e1;
     fp.after_jump_e2 = after_jump_e2;
-    long stride = (long)blockDim.x * gridDim.x;
-    for (long p = (long)blockIdx.x * blockDim.x + threadIdx.x; p < npix; p += stride) {
+    i64 stride = (i64)blockDim.x * gridDim.x;
+    for (i64 p = (i64)blockIdx.x * blockDim.x + threadIdx.x; p < npix; p += stride) {
         PixelRamp px = {data, groupdq, gdq_out, marks, scratch, gain[p], rn2[p], p};
         two_point_pixel(fp, px, median_out, sigma_out);
     }
@@ -348,13 +348,13 @@ struct HaloBlock {
     const u8* gdq_in;
     const u8* marks;
     int nints, ngroups, nx, rows_in;
-    long npix_in;
+    i64 npix_in;
 };
 
 // A jump in plane (integ, group) at (y, x) that spreads to the four neighbours (6).
 __host__ __device__ inline bool neighbour_seed(const HaloBlock& hb, int integ, int group, int y, int x)
 {
-    long k = ((long)integ * hb.ngroups + group) * hb.npix_in + (long)y * hb.nx + x;
+    i64 k = ((i64)integ * hb.ngroups + group) * hb.npix_in + (i64)y * hb.nx + x;
     return (hb.marks[k] & MARK_NEIGHBOUR) && (hb.gdq_in[k] & GPUCAL_JUMP_DET);
 }
 
@@ -378,15 +378,15 @@ __host__ __device__ inline u8 clear_jump_conflicts(u8 q)
 }
 
 // Sections 6-8 for the output pixel at halo row y, column x.
-__host__ __device__ inline void neighbour_pixel(const HaloBlock& hb, u8* gdq_out, long npix_out, long p_out, int y,
+__host__ __device__ inline void neighbour_pixel(const HaloBlock& hb, u8* gdq_out, i64 npix_out, i64 p_out, int y,
                                                 int x, int flag_4_neighbors, int n1, int n2)
 {
-    long p_in = (long)y * hb.nx + x;
+    i64 p_in = (i64)y * hb.nx + x;
     for (int i = 0; i < hb.nints; ++i) {
         int reach1 = -1;
         int reach2 = -1;
         for (int g = 0; g < hb.ngroups; ++g) {
-            long k = ((long)i * hb.ngroups + g) * hb.npix_in + p_in;
+            i64 k = ((i64)i * hb.ngroups + g) * hb.npix_in + p_in;
             u8 q = hb.gdq_in[k];
             u8 m = hb.marks[k];
             bool valid = (q & INVALID_FLAGS) == 0;
@@ -405,7 +405,7 @@ __host__ __device__ inline void neighbour_pixel(const HaloBlock& hb, u8* gdq_out
                     q |= (u8)GPUCAL_JUMP_DET;
                 }
             }
-            gdq_out[((long)i * hb.ngroups + g) * npix_out + p_out] = clear_jump_conflicts(q);
+            gdq_out[((i64)i * hb.ngroups + g) * npix_out + p_out] = clear_jump_conflicts(q);
         }
     }
 }
@@ -421,10 +421,10 @@ extern "C" __global__ void neighbour_kernel(const u8* gdq_in, const u8* marks, u
     hb.ngroups = ngroups;
     hb.nx = nx;
     hb.rows_in = rows_in;
-    hb.npix_in = (long)rows_in * nx;
-    long npix_out = (long)rows * nx;
-    long stride = (long)blockDim.x * gridDim.x;
-    for (long p = (long)blockIdx.x * blockDim.x + threadIdx.x; p < npix_out; p += stride) {
+    hb.npix_in = (i64)rows_in * nx;
+    i64 npix_out = (i64)rows * nx;
+    i64 stride = (i64)blockDim.x * gridDim.x;
+    for (i64 p = (i64)blockIdx.x * blockDim.x + threadIdx.x; p < npix_out; p += stride) {
         int y = (int)(p / nx) + halo_top;
         int x = (int)(p % nx);
         neighbour_pixel(hb, gdq_out, npix_out, p, y, x, flag_4_neighbors, n1, n2);

@@ -38,7 +38,7 @@ typedef unsigned int u32;
 // Exposure-wide constants of one fit (section 4.1), the same for every pixel.
 struct FitParams {
     int nints, ngroups_raw, g_first, ngroups;
-    long npix;
+    i64 npix;
     double t_g, t_f, t_1, ped_tmp;
     int suppress, clear_first_jump, save_opt, max_segs, max_crs;
 };
@@ -48,7 +48,7 @@ struct PixelRamp {
     const float* data;
     const u8* groupdq;
     const float* zeroframe;
-    long p;
+    i64 p;
 };
 
 // Per-integration group statistics (section 4.3, 4.4).
@@ -65,7 +65,7 @@ struct SegmentFit {
 
 __host__ __device__ inline u8 raw_flags(const FitParams& fp, const PixelRamp& pr, int integ, int group_raw)
 {
-    return pr.groupdq[((long)integ * fp.ngroups_raw + group_raw) * fp.npix + pr.p];
+    return pr.groupdq[((i64)integ * fp.ngroups_raw + group_raw) * fp.npix + pr.p];
 }
 
 // Group flags as ramp fitting sees them: one-good-group suppression (3.2), the JUMP_DET
@@ -114,7 +114,7 @@ __host__ __device__ inline double group_value(const FitParams& fp, const PixelRa
     if (group_flags(fp, pr, st, integ, group) & GPUCAL_SATURATED) {
         return GPUCAL_NAN;
     }
-    return (double)pr.data[((long)integ * fp.ngroups_raw + fp.g_first + group) * fp.npix + pr.p];
+    return (double)pr.data[((i64)integ * fp.ngroups_raw + fp.g_first + group) * fp.npix + pr.p];
 }
 
 __host__ __device__ inline IntegStats integration_stats(const FitParams& fp, const PixelRamp& pr, int integ)
@@ -147,7 +147,7 @@ __host__ __device__ inline IntegStats integration_stats(const FitParams& fp, con
         if (st.cnt_good == 1 && group_flags(fp, pr, st, integ, 0) == 0) {
             st.is_0th = true;
         } else if (st.cnt_good == 0 && pr.zeroframe != nullptr) {
-            double z = (double)pr.zeroframe[(long)integ * fp.npix + pr.p];
+            double z = (double)pr.zeroframe[(i64)integ * fp.npix + pr.p];
             if (z != 0.0) {
                 st.is_zframe = true;
                 st.zframe = z;
@@ -173,7 +173,7 @@ __host__ __device__ inline double group_rate(const FitParams& fp, const PixelRam
 }
 
 // Median of the n values a[0], a[stride], ... (sorted in place, insertion sort).
-__host__ __device__ inline double sorted_median(double* a, long stride, int n)
+__host__ __device__ inline double sorted_median(double* a, i64 stride, int n)
 {
     for (int i = 1; i < n; ++i) {
         double v = a[i * stride];
@@ -342,10 +342,10 @@ __host__ __device__ inline double segment_snr(double y_start, double y_end, doub
 }
 
 // Offset of segment length n in the triangular weight table (entries j = 0..n-1).
-__host__ __device__ inline long weight_table_offset(int power_index, int seglen, int ngroups)
+__host__ __device__ inline i64 weight_table_offset(int power_index, int seglen, int ngroups)
 {
-    long per_power = (long)ngroups * (ngroups + 1) / 2;
-    return power_index * per_power + (long)seglen * (seglen - 1) / 2;
+    i64 per_power = (i64)ngroups * (ngroups + 1) / 2;
+    return power_index * per_power + (i64)seglen * (seglen - 1) / 2;
 }
 
 __host__ __device__ inline SegmentFit fit_segment(const FitParams& fp, const PixelRamp& pr, const IntegStats& st,
@@ -419,10 +419,10 @@ struct PixelAccum {
 };
 
 __host__ __device__ inline void store_opt_segment(const FitParams& fp, float* opt_out, int integ, int segnum,
-                                                  long p, const SegmentFit& f)
+                                                  i64 p, const SegmentFit& f)
 {
-    long plane = (long)fp.nints * fp.max_segs * fp.npix;
-    long idx = ((long)integ * fp.max_segs + segnum) * fp.npix + p;
+    i64 plane = (i64)fp.nints * fp.max_segs * fp.npix;
+    i64 idx = ((i64)integ * fp.max_segs + segnum) * fp.npix + p;
     opt_out[0 * plane + idx] = (float)f.slope;
     opt_out[1 * plane + idx] = (float)f.sigslope;
     opt_out[2 * plane + idx] = (float)f.var_p;
@@ -443,7 +443,7 @@ __host__ __device__ inline void store_crmag(const FitParams& fp, const PixelRamp
     for (int k = 1; k < fp.ngroups; ++k) {
         if (group_flags(fp, pr, raw, integ, k) & GPUCAL_JUMP_DET) {
             double mag = group_value(fp, pr, raw, integ, k) - group_value(fp, pr, raw, integ, k - 1);
-            crmag[((long)integ * fp.max_crs + n) * fp.npix + pr.p] = (float)mag;
+            crmag[((i64)integ * fp.max_crs + n) * fp.npix + pr.p] = (float)mag;
             n++;
         }
     }
@@ -491,9 +491,9 @@ __host__ __device__ inline void fit_integration(const FitParams& fp, const Pixel
                                                 float* opt_out, float* pedestal, float* crmag, int* counts,
                                                 PixelAccum* acc)
 {
-    const long p = pr.p;
-    const long iplane = (long)fp.nints * fp.npix;
-    const long iidx = (long)integ * fp.npix + p;
+    const i64 p = pr.p;
+    const i64 iplane = (i64)fp.nints * fp.npix;
+    const i64 iidx = (i64)integ * fp.npix + p;
     IntegStats st = integration_stats(fp, pr, integ);
 
     u32 dq = pdq;
@@ -611,7 +611,7 @@ __host__ __device__ inline void fit_integration(const FitParams& fp, const Pixel
 }
 
 // Combine the integrations into the exposure rate (section 7.3, 8) and write it.
-__host__ __device__ inline void finish_rate(const FitParams& fp, long p, const PixelAccum& acc,
+__host__ __device__ inline void finish_rate(const FitParams& fp, i64 p, const PixelAccum& acc,
                                             float* rate_out, u32* rate_dq)
 {
     u32 dq = acc.dq;
@@ -650,7 +650,7 @@ __host__ __device__ inline void fit_pixel(const FitParams& fp, const PixelRamp& 
                                           u32* rate_dq, float* ints_out, u32* ints_dq, float* opt_out,
                                           float* pedestal, float* crmag, int* counts)
 {
-    const long p = pr.p;
+    const i64 p = pr.p;
     double g = (double)gain[p];
     double rnoise = (double)sigma_r[p];
     double dark_p = (double)dark[p];
@@ -684,7 +684,7 @@ extern "C" __global__ void ramp_fit_kernel(
     fp.ngroups_raw = ngroups_raw;
     fp.g_first = g_first;
     fp.ngroups = ngroups;
-    fp.npix = (long)npix;
+    fp.npix = (i64)npix;
     fp.t_g = t_g;
     fp.t_f = t_f;
     fp.t_1 = t_1;
@@ -694,8 +694,8 @@ extern "C" __global__ void ramp_fit_kernel(
     fp.save_opt = save_opt;
     fp.max_segs = max_segs;
     fp.max_crs = max_crs;
-    long stride = (long)blockDim.x * gridDim.x;
-    for (long p = (long)blockIdx.x * blockDim.x + threadIdx.x; p < fp.npix; p += stride) {
+    i64 stride = (i64)blockDim.x * gridDim.x;
+    for (i64 p = (i64)blockIdx.x * blockDim.x + threadIdx.x; p < fp.npix; p += stride) {
         PixelRamp pr;
         pr.data = data;
         pr.groupdq = groupdq;

@@ -14,15 +14,18 @@ refpix's one exposure-order dependence (jwst's float32 first plane) is passed on
 missing reference value" state runs across integrations) runs once, in place, on the
 assembled ramp. See docs/algorithms/detector1_pipeline.md.
 
-Outputs are written only after every step succeeded, each one atomically; if a later write
-fails, the files this run already wrote are removed.
+Outputs are checked before any work (never onto an input or a read-only file, an existing
+one only with ``overwrite``, a writable directory: :mod:`gpucal.io.output_safety`) and
+written only after every step succeeded, each one atomically; if a later write fails, the
+files this run already wrote are removed. Products record every step's ``S_*`` status and
+the reference files used (``R_*``, absolute paths); steps the input records as COMPLETE are
+skipped (:func:`~gpucal.pipeline.steps.skip_completed`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -33,10 +36,22 @@ import numpy as np
 from ..backend import to_host
 from ..chunking import DEFAULT_CPU_MEMORY, parse_memory
 from ..errors import GpucalError, InputError
+from ..io.debris import Scratch, scratch_space
 from ..products import RampFitResult, RateProduct
+from ..progress import StagedProgress
 from ..ramp import Ramp
 from ..steps._derive import like
-from .steps import STATUS_KEYWORDS, STEP_REFTYPES, is_miri, needed_reftypes, plan_steps, step_function, step_order
+from .steps import (
+    STATUS_KEYWORDS,
+    STEP_REFTYPES,
+    is_miri,
+    needed_reftypes,
+    not_ported_steps,
+    plan_steps,
+    skip_completed,
+    step_function,
+    step_order,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +112,9 @@ def _gain_factor(ramp: Ramp, gain_ref: Any) -> float | None:
     if ramp.meta.get("GAINFACT") is not None:
         return float(ramp.meta["GAINFACT"])
     if isinstance(gain_ref, (str, os.PathLike)):
-        from astropy.io import fits
+        from ..io.fits_open import read_header
 
-        value = fits.getheader(gain_ref).get("GAINFACT")
+        value = read_header(Path(gain_ref)).get("GAINFACT")
         return None if value is None else float(value)
     return None
 
@@ -166,14 +181,15 @@ def _ref_rows(refs: Mapping[str, Any], params: Mapping[str, dict], rows: slice) 
 
 
 class _Calibrated:
-    """The calibrated ramp being assembled: in memory, or memory-mapped in ``workdir``."""
+    """The calibrated ramp being assembled: in memory, or memory-mapped in the scratch directory."""
 
-    def __init__(self, ramp: Ramp, budget: int, workdir: str):
+    def __init__(self, ramp: Ramp, budget: int, scratch: Scratch):
         shape = ramp.shape
         nbytes = int(np.prod(shape, dtype=np.int64)) * 5
         if nbytes <= budget // 2:
             self.data, self.groupdq = np.empty(shape, np.float32), np.empty(shape, np.uint8)
         else:
+            workdir = scratch.path()
             log.info("calibrated ramp (%.1f MiB) kept in a memory-mapped file in %s", nbytes / 2**20, workdir)
             self.data = np.memmap(Path(workdir) / "data.f32", np.float32, "w+", shape=shape)
             self.groupdq = np.memmap(Path(workdir) / "groupdq.u8", np.uint8, "w+", shape=shape)
@@ -339,7 +355,9 @@ def detector1(
     save_calibrated_ramp: bool = False,
     output_dir: str | os.PathLike[str] | None = None,
     max_memory: int | str | None = None,
+    max_device_memory: int | str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = True,
 ) -> RateProduct:
     """Calibrate a raw exposure to count rates, as jwst 3.0.0's ``calwebb_detector1``.
 
@@ -357,16 +375,31 @@ def detector1(
     steps : dict, optional
         Per-step options with jwst's parameter names, e.g.
         ``{"refpix": {"skip": True}, "jump": {"rejection_threshold": 5}}``. Defaults skip ipc,
-        clean_flicker_noise (and for MIRI firstframe, refpix; lastframe for MIRI TSO).
+        clean_flicker_noise (and for MIRI firstframe, refpix; lastframe for MIRI TSO), and
+        every step the input's ``S_*`` keywords record as COMPLETE (``{"skip": False}`` runs
+        such a step again).
     save_calibrated_ramp : bool
-        Also write ``<name>_ramp.fits`` (the ramp after jump / clean_flicker_noise).
+        Also write ``<name>_ramp.fits`` (the ramp after jump / clean_flicker_noise, with the
+        ``S_*`` status of every step that ran or was skipped).
     output_dir : path, optional
         Where ``<name>_rate.fits`` and ``<name>_rateints.fits`` go; None writes nothing.
     max_memory : int or str, optional
         Host memory budget (bytes or e.g. ``"2GB"``; default 2 GiB): sets the integration
-        blocks, whether the calibrated ramp is memory-mapped, and the steps' row blocks.
+        blocks, whether the calibrated ramp is memory-mapped, and the steps' row blocks
+        (on the GPU: their host copies and pinned staging buffers).
+    max_device_memory : int or str, optional
+        GPU only: device memory budget (default 70 % of the free memory of the current
+        device, never more than is free). Bounds the device chain's integration blocks and
+        is jump's and ramp_fit's budget for their blocks in flight; never taken from
+        ``max_memory``.
     progress : callable, optional
-        ``progress(done_integrations, nints)`` after each integration block.
+        ``progress(done, total)`` through the stages: the group-level steps (per integration
+        block), jump, clean_flicker_noise and ramp fitting (per pixel block), each an equal
+        share of ``total`` (:class:`~gpucal.progress.StagedProgress`).
+    overwrite : bool
+        Replace existing products in ``output_dir`` (default True; the command line's default
+        is False). An output that is one of the inputs (the exposure or a reference file, also
+        through a link) or an existing read-only file is always refused, before any work.
 
     Returns
     -------
@@ -380,12 +413,16 @@ def detector1(
     InputError
         Bad input, references (wrong type, shape, all NaN), overrides or missing keywords;
         no file is written.
+    OutputError
+        An output would be written onto an input, over a read-only file, over an existing
+        file without ``overwrite``, or into a directory that cannot be written; nothing is computed.
     NothingFittedError
         Nothing could be fitted (every pixel saturated in its first group).
     """
     return detector1_result(input, refs=refs, backend=backend, steps=steps,
                             save_calibrated_ramp=save_calibrated_ramp, output_dir=output_dir,
-                            max_memory=max_memory, progress=progress).rate
+                            max_memory=max_memory, max_device_memory=max_device_memory, progress=progress,
+                            overwrite=overwrite).rate
 
 
 def detector1_result(
@@ -397,7 +434,9 @@ def detector1_result(
     save_calibrated_ramp: bool = False,
     output_dir: str | os.PathLike[str] | None = None,
     max_memory: int | str | None = None,
+    max_device_memory: int | str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = True,
 ) -> RampFitResult:
     """As :func:`detector1`, returning the whole :class:`RampFitResult` (rate and rateints)."""
     from ..backend import resolve_backend
@@ -407,6 +446,7 @@ def detector1_result(
     backend = resolve_backend(backend)
     ramp, path = _open(input)
     skips, params = plan_steps(ramp, steps)
+    completed = skip_completed(ramp, skips, steps)
     _check_keywords(ramp, skips)
     miri = is_miri(ramp)
     resolved = resolve_references(ramp, needed_reftypes(ramp, skips), refs, input_path=path)
@@ -417,6 +457,13 @@ def detector1_result(
                 ramp, ["superbias"], refs, input_path=path)["superbias"]
         except InputError:
             log.info("saturation: no SUPERBIAS reference, bias taken as 0")
+    outputs = None  # checked before the references are read
+    if output_dir is not None:
+        from ..io.output_safety import check_outputs
+
+        outputs = _output_paths(ramp, path, Path(output_dir), save_calibrated_ramp)
+        check_outputs(outputs.values(), [path, *_reference_files(resolved)] if path else _reference_files(resolved),
+                      overwrite=overwrite)
     loaded = _load_refs(ramp, {k: v for k, v in resolved.items() if k != "superbias_for_saturation"})
     if "superbias_for_saturation" in resolved:
         sb = resolved["superbias_for_saturation"]
@@ -428,6 +475,7 @@ def detector1_result(
             skips[name] = True
 
     budget = parse_memory(max_memory) or DEFAULT_CPU_MEMORY
+    device_memory = parse_memory(max_device_memory)
     # given a budget, the steps share it; else each uses its own default (on the GPU: device memory)
     step_memory = None if max_memory is None else max(budget // 8, 1 << 20)
     tail_memory = None if max_memory is None else budget // 2
@@ -436,24 +484,27 @@ def detector1_result(
     block_steps = [n for n in order if not skips[n] and not (late_refpix and n == "refpix")]
     timer = _Timer()
     timer.status.update({n: "SKIPPED" for n in step_order(ramp) if skips[n]})
+    timer.status.update({n: "COMPLETE" for n in completed})
+    tail = [n for n in ("jump", "clean_flicker_noise", "ramp_fit") if not skips[n]]
+    stages = StagedProgress(progress, ["group-level steps", *tail], ramp.ny * ramp.nx)
     log.info("detector1: %s on %s, steps %s", ramp, backend, " -> ".join(n for n in step_order(ramp) if not skips[n]))
 
-    with tempfile.TemporaryDirectory(prefix="gpucal_d1_", dir=output_dir if output_dir and
-                                     Path(output_dir).is_dir() else None) as workdir:
-        cal = _Calibrated(ramp, budget, workdir)
+    with scratch_space(output_dir) as scratch:
+        cal = _Calibrated(ramp, budget, scratch)
         block_budget = budget
         if backend == "gpu":
-            from ..backend import free_device_memory
+            from ..gpu.budget import device_budget
 
             # the whole block and the steps' block-sized temporaries live on the device at once
-            block_budget = min(budget, free_device_memory() // 3)
+            block_budget = min(budget, device_budget(device_memory) // 2)
         per_block = integrations_per_block(ramp, block_budget)
+        progress = stages.stage("group-level steps")
         state: dict[str, Any] = {}
         chain = _Chain(loaded, params, backend, step_memory, timer, state)
         if per_block == 0:
             halo = _halo(block_steps, loaded, params)
             rows = rows_per_block(ramp, block_budget, halo)
-            log.warning("one integration exceeds half the memory budget of %.1f MiB: streaming row blocks of %d "
+            log.info("one integration exceeds half the memory budget of %.1f MiB: streaming row blocks of %d "
                         "rows (halo %d)", block_budget / 2**20, rows, halo)
             avg = np.zeros((ramp.ny, ramp.nx), np.float32)
             for i in range(ramp.nints):
@@ -474,38 +525,62 @@ def detector1_result(
             calibrated = timer.run("refpix", lambda: step_function("refpix")(
                 calibrated, backend=backend, out=calibrated.data, **params["refpix"]))
             timer.status["refpix"] = _status("refpix", calibrated, state)
-        result = _tail(calibrated, skips, params, loaded, resolved, state, backend, tail_memory, timer)
-        meta = {STATUS_KEYWORDS[n]: timer.status[n] for n in timer.status if n in STATUS_KEYWORDS}
+        result = _tail(calibrated, skips, params, loaded, resolved, state, backend, tail_memory, device_memory,
+                       timer, stages)
+        provenance = _provenance(ramp, path, resolved, timer.status)
         for product in (result.rate, result.rateints):
             if product is not None:
-                product.meta.update(meta)
+                product.meta.update(provenance)
         for name, sec in timer.seconds.items():
             log.info("detector1: %-20s %8.3f s", name, sec)
-        if output_dir is not None:
-            _write(result, state["calibrated_ramp"] if save_calibrated_ramp else None, ramp, path, Path(output_dir))
+        if outputs is not None:
+            saved = None
+            if save_calibrated_ramp:
+                ramp_done = state["calibrated_ramp"]
+                keep = {k: v for k, v in provenance.items() if k not in (STATUS_KEYWORDS["ramp_fit"],
+                                                                         STATUS_KEYWORDS["gain_scale"])}
+                saved = like(ramp_done, ramp_done.data, ramp_done.groupdq, ramp_done.pixeldq, ramp_done.zeroframe,
+                             **keep)
+            _write(result, saved, outputs, overwrite)
     log.info("detector1: done in %.2f s", time.perf_counter() - start)
     return result
 
 
-def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, memory, timer: _Timer) -> RampFitResult:
+def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, memory, device_memory, timer: _Timer,
+          stages: StagedProgress) -> RampFitResult:
+    """jump, clean_flicker_noise, ramp_fit, gain_scale on the calibrated ramp: ``memory`` is their
+    host budget, ``device_memory`` their device budget (None: each one's default)."""
     gain, readnoise = loaded.get("gain"), loaded.get("readnoise")
     if not skips["jump"]:
+        jump_progress = stages.stage("jump")
         ramp = timer.run("jump", lambda: step_function("jump")(ramp, gain, readnoise, backend=backend,
-                                                               max_memory=memory, **params["jump"]))
+                                                               max_memory=memory, max_device_memory=device_memory,
+                                                               progress=jump_progress,
+                                                               **params["jump"]))
         timer.status["jump"] = "COMPLETE"
     if not skips["clean_flicker_noise"]:
         import inspect
 
         cfn = step_function("clean_flicker_noise")
         extra = {"max_memory": memory} if "max_memory" in inspect.signature(cfn).parameters else {}
+        if backend == "gpu" and extra:  # one budget for its blocks, on the host and the device
+            from ..gpu.budget import device_budget
+            from ..steps._blocks import DEFAULT_BLOCK_BYTES
+
+            extra["max_memory"] = min(memory or DEFAULT_BLOCK_BYTES, device_budget(device_memory))
+        cfn_progress = stages.stage("clean_flicker_noise")
         ramp = timer.run("clean_flicker_noise", lambda: cfn(ramp, backend=backend, **extra,
                                                              **params["clean_flicker_noise"]))
+        if cfn_progress is not None:
+            cfn_progress(1, 1)
         timer.status["clean_flicker_noise"] = "COMPLETE"
     state["calibrated_ramp"] = ramp
     if skips["ramp_fit"]:
         raise InputError("ramp_fit cannot be skipped: detector1 returns the rate product")
+    fit_progress = stages.stage("ramp_fit")
     result = timer.run("ramp_fit", lambda: step_function("ramp_fit")(
-        ramp, gain, readnoise, backend=backend, max_memory=memory,
+        ramp, gain, readnoise, backend=backend, max_memory=memory, max_device_memory=device_memory,
+        progress=fit_progress,
         average_dark_current=state.get("average_dark_current"), **params["ramp_fit"]))
     timer.status["ramp_fit"] = "COMPLETE"
     if result.rate is None:
@@ -515,26 +590,54 @@ def _tail(ramp: Ramp, skips, params, loaded, resolved, state, backend, memory, t
         factor = _gain_factor(ramp, resolved.get("gain"))
         gs = step_function("gain_scale")
         result.rate = timer.run("gain_scale", lambda: gs(result.rate, factor, backend=backend))
-        if result.rateints is not None:
+        if result.rateints is not None and factor is not None:  # (a skip is logged once)
             result.rateints = gs(result.rateints, factor, backend=backend)
         timer.status["gain_scale"] = "SKIPPED" if factor is None else "COMPLETE"
     return result
 
 
-def _write(result: RampFitResult, calibrated: Ramp | None, ramp: Ramp, path: Path | None, out_dir: Path) -> None:
-    """Write the products (each atomically); remove this run's files if one of them fails."""
+def _output_paths(ramp: Ramp, path: Path | None, out_dir: Path, save_calibrated_ramp: bool) -> dict[str, Path]:
+    """The products this run writes into ``out_dir``, by kind."""
     from ..io import output_prefix
 
     name = path if path is not None else Path(str(ramp.meta.get("FILENAME") or "gpucal_uncal.fits"))
     prefix = output_prefix(name, out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    kinds = (["ramp"] if save_calibrated_ramp else []) + ["rate", "rateints"]
+    return {kind: prefix.parent / f"{prefix.name}_{kind}.fits" for kind in kinds}
+
+
+def _reference_files(resolved: Mapping[str, Any]) -> list[Path]:
+    """The resolved references that are files (the inputs besides the exposure)."""
+    return [Path(v) for v in resolved.values() if isinstance(v, (str, os.PathLike))]
+
+
+def _provenance(ramp: Ramp, path: Path | None, resolved: Mapping[str, Any], status: Mapping[str, str]) -> dict:
+    """Primary-header keywords of the products: every step's ``S_*`` status (the steps gpucal
+    does not port SKIPPED, unless the input says an earlier run did them) and the ``R_*``
+    reference files used, as absolute paths, so a product read from another directory still
+    finds them."""
+    from ..refs.resolve import reference_keywords
+
+    meta: dict[str, Any] = {}
+    for name in not_ported_steps(ramp):
+        keyword = STATUS_KEYWORDS[name]
+        meta[keyword] = "COMPLETE" if str(ramp.meta.get(keyword, "")).upper() == "COMPLETE" else "SKIPPED"
+    meta.update({STATUS_KEYWORDS[n]: s for n, s in status.items() if n in STATUS_KEYWORDS})
+    used = {k: v for k, v in resolved.items() if k != "superbias_for_saturation"}
+    meta.update(reference_keywords(used, ramp.meta, None if path is None else path.parent))
+    return meta
+
+
+def _write(result: RampFitResult, calibrated: Ramp | None, outputs: Mapping[str, Path], overwrite: bool) -> None:
+    """Write the products (each atomically); remove this run's files if one of them fails."""
+    next(iter(outputs.values())).parent.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     try:
         if calibrated is not None:
-            written.append(calibrated.to_fits(f"{prefix}_ramp.fits", overwrite=True))
-        written.append(result.rate.to_fits(f"{prefix}_rate.fits"))
+            written.append(calibrated.to_fits(outputs["ramp"], overwrite=overwrite))
+        written.append(result.rate.to_fits(outputs["rate"], overwrite=overwrite))
         if result.rateints is not None:
-            written.append(result.rateints.to_fits(f"{prefix}_rateints.fits"))
+            written.append(result.rateints.to_fits(outputs["rateints"], overwrite=overwrite))
     except BaseException:
         for p in written:
             Path(p).unlink(missing_ok=True)

@@ -9,11 +9,14 @@ off for MIRI TSO. TSO is read from TSOVISIT, the keyword CRDS selects the parame
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InputError
 from ..ramp import Ramp
+
+logger = logging.getLogger(__name__)
 
 #: Group-level steps run per integration block, in order.
 NIR_GROUP_STEPS = ("group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity",
@@ -37,13 +40,18 @@ STEP_REFTYPES = {
 STATUS_KEYWORDS = {
     "group_scale": "S_GRPSCL", "dq_init": "S_DQINIT", "saturation": "S_SATURA", "ipc": "S_IPC",
     "superbias": "S_SUPERB", "refpix": "S_REFPIX", "linearity": "S_LINEAR", "dark_current": "S_DARK",
-    "firstframe": "S_FRSTFR", "lastframe": "S_LASTFR", "jump": "S_JUMP", "clean_flicker_noise": "S_CLNFLK",
+    "firstframe": "S_FRSTFR", "lastframe": "S_LASTFR", "jump": "S_JUMP", "clean_flicker_noise": "S_CLNFNS",
     "ramp_fit": "S_RAMP", "gain_scale": "S_GANSCL",
+    # not ported: always SKIPPED here (unless the input says an earlier run did them)
+    "emicorr": "S_MIREMI", "reset": "S_RESET", "rscd": "S_RSCD", "charge_migration": "S_CHGMIG",
+    "picture_frame": "S_PCTFRM", "persistence": "S_PERSIS",
 }
+#: Steps that work on the ramp (the rest, ramp_fit and gain_scale, make and scale the rate products).
+RAMP_STEPS = tuple(s for s in ALL_STEPS if s not in ("ramp_fit", "gain_scale"))
 
 # Pipeline-managed arguments, never taken from ``steps=`` overrides.
-_MANAGED = {"ramp", "backend", "max_memory", "progress", "gain", "readnoise", "product", "gain_factor",
-            "exposure_start", "user_dq"}
+_MANAGED = {"ramp", "backend", "max_memory", "max_device_memory", "progress", "gain", "readnoise", "product",
+            "gain_factor", "exposure_start", "user_dq"}
 # jwst parameter names mapped to gpucal's, per step.
 _ALIASES = {"dq_init": {"user_supplied_dq": "user_dq"}}
 
@@ -60,6 +68,37 @@ def is_tso(ramp: Ramp) -> bool:
 def step_order(ramp: Ramp) -> tuple[str, ...]:
     """The exposure's steps in run order (group-level steps, then the tail)."""
     return (MIRI_GROUP_STEPS if is_miri(ramp) else NIR_GROUP_STEPS) + TAIL_STEPS
+
+
+def not_ported_steps(ramp: Ramp) -> tuple[str, ...]:
+    """The jwst detector1 steps of this exposure's branch that gpucal does not port (recorded SKIPPED)."""
+    both = ("charge_migration", "picture_frame", "persistence")
+    return ("emicorr", "reset", "rscd") + both if is_miri(ramp) else both
+
+
+def skip_completed(ramp: Ramp, skips: dict[str, bool], steps: Mapping[str, Mapping[str, Any]] | None) -> list[str]:
+    """Skip (in ``skips``) the ramp steps the input records as done (its ``S_*`` keyword is COMPLETE).
+
+    A calibrated ramp (``--save-calibrated-ramp``, or jwst's ``_ramp.fits``) run through
+    detector1 again would otherwise have its bias, linearity and dark applied twice. A step
+    the caller asks for explicitly (``steps={"dark_current": {"skip": False}}``, ``--run
+    dark_current``) runs again, with a warning. jwst 3.0.0's Detector1Pipeline has no such
+    check (it re-applies every step); the rule follows jwst's master_background step, which
+    skips a correction already COMPLETE unless forced. Returns the steps skipped.
+    """
+    forced = {name for name, opts in (steps or {}).items() if isinstance(opts, Mapping) and opts.get("skip") is False}
+    done = []
+    for name in step_order(ramp):
+        if name not in RAMP_STEPS or str(ramp.meta.get(STATUS_KEYWORDS[name], "")).strip().upper() != "COMPLETE":
+            continue
+        if name in forced:
+            logger.warning("detector1: %s runs again although the input records it COMPLETE (%s): it was asked for",
+                           name, STATUS_KEYWORDS[name])
+        elif not skips[name]:
+            logger.info("detector1: %s skipped: the input records it COMPLETE (%s)", name, STATUS_KEYWORDS[name])
+            skips[name] = True
+            done.append(name)
+    return done
 
 
 def default_skips(ramp: Ramp) -> dict[str, bool]:

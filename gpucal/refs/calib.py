@@ -23,6 +23,7 @@ from ..io.atomic import atomic_write
 from ..io.fits_meta import primary_header
 from ..io.fits_open import find_hdu, open_fits
 from .read import _ref_origin
+from .reftype import MODELS, check_reftype
 from .subarray import cut_subarray, subarray_window
 from .write import USEAFTER
 
@@ -31,8 +32,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_MODELS = {"MASK": "MaskModel", "SATURATION": "SaturationModel", "SUPERBIAS": "SuperBiasModel",
-           "LINEARITY": "LinearityModel", "DARK": "DarkModel"}
+_MODELS = {t: MODELS[t][0] for t in ("MASK", "SATURATION", "SUPERBIAS", "LINEARITY", "DARK")}
 
 
 @dataclass
@@ -102,11 +102,7 @@ def _read(path: str | os.PathLike[str], reftype: str, layout: dict[str, tuple[in
     out: dict[str, np.ndarray | None] = {}
     with open_fits(path, memmap=False) as hdul:
         primary = dict(hdul[0].header)
-        actual = primary.get("REFTYPE")
-        if actual is None:
-            raise FileFormatError(f"{path} has no REFTYPE keyword: not a CRDS reference file (expected {reftype})")
-        if str(actual).strip().upper() != reftype:
-            raise FileFormatError(f"{path} has REFTYPE {str(actual).strip()!r}, expected {reftype!r}")
+        check_reftype(path, primary, reftype)
         origin_header: dict = {}
         for name, ndims in layout.items():
             hdu = find_hdu(hdul, name)
@@ -120,8 +116,9 @@ def _read(path: str | os.PathLike[str], reftype: str, layout: dict[str, tuple[in
                 raise FileFormatError(
                     f"{path}: {reftype} {name} is {arr.ndim}-D {arr.shape}, expected "
                     + " or ".join(f"{n}-D" for n in ndims))
-            if arr.dtype.kind not in "iuf":
-                raise FileFormatError(f"{path}: {reftype} {name} has non-real dtype {arr.dtype}")
+            if arr.dtype.kind not in ("iu" if name == "DQ" else "f"):
+                raise FileFormatError(f"{path}: {reftype} {name} holds {arr.dtype.newbyteorder('=')} values; "
+                                      f"it must be {'an integer' if name == 'DQ' else 'a float'} array")
             out[name] = arr
             origin_header = origin_header or dict(hdu.header)
         dq_def_hdu = find_hdu(hdul, "DQ_DEF")
@@ -134,8 +131,6 @@ def _read(path: str | os.PathLike[str], reftype: str, layout: dict[str, tuple[in
         if cut:
             arr = _cut(arr, path, name, origin, ramp)
         dtype = np.uint32 if name == "DQ" else np.float32
-        if name == "DQ" and arr.dtype.kind == "f":
-            raise FileFormatError(f"{path}: {reftype} DQ must be an integer array, got {arr.dtype}")
         out[name] = np.array(arr, dtype=dtype, order="C", copy=True)
     return out, primary, dq_def, path
 

@@ -21,6 +21,7 @@ from ..errors import FileFormatError, InputError
 from ..io.atomic import atomic_write
 from ..io.fits_meta import primary_header
 from ..io.fits_open import find_hdu, open_fits
+from .reftype import MODELS, check_reftype
 
 logger = logging.getLogger(__name__)
 
@@ -73,21 +74,20 @@ def read_ipc(path: str | os.PathLike[str]) -> IpcReference:
     FileNotFoundError
         The file does not exist.
     FileFormatError
-        Not FITS, REFTYPE missing or not IPC, no SCI image.
+        Not FITS, REFTYPE or DATAMODL naming another type, no SCI image.
     InputError
         SCI is not 2-D or 4-D, or has NaN/infinite values.
     """
     path = Path(path)
     with open_fits(path, memmap=False) as hdul:
         primary = hdul[0].header
-        actual = primary.get("REFTYPE")
-        if actual is None:
-            raise FileFormatError(f"{path} has no REFTYPE keyword: not a CRDS reference file (expected IPC)")
-        if str(actual).strip().upper() != REFTYPE:
-            raise FileFormatError(f"{path} has REFTYPE {str(actual).strip()!r}, expected 'IPC'")
+        check_reftype(path, primary, REFTYPE)
         sci = find_hdu(hdul, "SCI")
         if sci is None or sci.data is None:
             raise FileFormatError(f"{path}: IPC reference has no SCI image extension")
+        if sci.data.dtype.kind != "f":
+            raise FileFormatError(f"{path}: IPC SCI holds {sci.data.dtype.newbyteorder('=')} values; "
+                                  "a kernel is float32")
         data = validate_ipc_kernel(sci.data, str(path))
         meta = {k: primary[k] for k in ("INSTRUME", "DETECTOR", "SUBARRAY", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1",
                                         "SUBSIZE2") if k in primary}
@@ -102,7 +102,7 @@ def write_ipc(path: str | os.PathLike[str], data: Any, *, instrument: str, detec
     path = Path(path)
     header = primary_header(
         {},
-        datamodl="IPCModel",
+        datamodl=MODELS[REFTYPE][0],
         filename=path.name,
         extra={
             "INSTRUME": str(instrument).upper(),

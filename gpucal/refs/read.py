@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import FileFormatError, InputError
 from ..io.fits_open import find_hdu, open_fits
+from .reftype import check_reftype
 from .subarray import cut_subarray, subarray_window
 
 if TYPE_CHECKING:
@@ -86,8 +87,8 @@ def read_reference(path: str | os.PathLike[str], reftype: str, *, ramp: Ramp | N
     FileNotFoundError
         The file does not exist.
     FileFormatError
-        Not FITS, no REFTYPE, REFTYPE differs from ``reftype``, no SCI extension, or SCI
-        is not 2-D.
+        Not FITS; REFTYPE or DATAMODL naming another type (a file naming none is read,
+        with a warning); no SCI extension; SCI not 2-D or not float.
     InputError
         The image does not match the exposure's shape, or has no finite value.
     """
@@ -95,13 +96,7 @@ def read_reference(path: str | os.PathLike[str], reftype: str, *, ramp: Ramp | N
     expected = str(reftype).strip().upper()
     with open_fits(path, memmap=False) as hdul:
         primary = hdul[0].header
-        actual = primary.get("REFTYPE")
-        if actual is None:
-            raise FileFormatError(
-                f"{path} has no REFTYPE keyword: not a CRDS reference file (expected REFTYPE {expected})"
-            )
-        if str(actual).strip().upper() != expected:
-            raise FileFormatError(f"{path} has REFTYPE {str(actual).strip()!r}, expected {expected!r}")
+        check_reftype(path, primary, expected)
         sci = find_hdu(hdul, "SCI")
         if sci is None or sci.data is None:
             raise FileFormatError(f"{path}: {expected} reference has no SCI image extension")
@@ -109,8 +104,9 @@ def read_reference(path: str | os.PathLike[str], reftype: str, *, ramp: Ramp | N
             raise FileFormatError(
                 f"{path}: {expected} reference SCI is {sci.data.ndim}-D {sci.data.shape}, expected 2-D"
             )
-        if sci.data.dtype.kind not in "iuf":
-            raise FileFormatError(f"{path}: SCI has non-real dtype {sci.data.dtype}")
+        if sci.data.dtype.kind != "f":
+            raise FileFormatError(f"{path}: {expected} SCI holds {sci.data.dtype.newbyteorder('=')} values; "
+                                  "a reference image is float32")
         image = np.asarray(sci.data)
         origin, explicit = _ref_origin(dict(primary), dict(sci.header))
         ref_detector = str(primary.get("DETECTOR", "")).strip().upper()

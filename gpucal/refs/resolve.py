@@ -48,8 +48,66 @@ _CRDS_PARAMETERS = {
 }
 
 
-def _header_named(ramp: Ramp, reftype: str, input_dir: Path | None) -> Path | None:
-    value = ramp.meta.get(HEADER_KEYWORDS[reftype])
+class MissingReferenceError(InputError):
+    """Needed reference types found nowhere (``reftypes``); the message says how to give them in
+    Python (:meth:`describe` with ``cli=True`` says it with command-line options)."""
+
+    def __init__(self, reftypes: Iterable[str]) -> None:
+        self.reftypes = [str(t).lower() for t in reftypes]
+        super().__init__(self.describe(cli=False))
+
+    def describe(self, *, cli: bool) -> str:
+        """The message, with Python (``refs={...}``) or command-line (``--override-TYPE``) syntax."""
+        if cli:
+            how = " ".join(f"--override-{t} PATH" for t in self.reftypes)
+        else:
+            how = "refs={" + ", ".join(f"'{t}': path" for t in self.reftypes) + "}"
+        return (f"no {', '.join(t.upper() for t in self.reftypes)} reference for this exposure (not given, not "
+                f"named in its header, no configured CRDS cache): pass {how}")
+
+
+def reference_keywords(references: Mapping[str, Any], meta: Mapping[str, Any] | None = None,
+                       input_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """``R_*`` keywords that let a product find its reference files from any directory.
+
+    Parameters
+    ----------
+    references
+        ``{reftype: path, in-memory reference or None}`` used by the run: a path becomes its
+        absolute path, None (CRDS "N/A") becomes ``"N/A"``, an in-memory reference adds nothing.
+    meta, input_dir
+        The input's header and directory: a reference it names by a relative path that
+        exists in ``input_dir`` (and that ``references`` does not replace) is made absolute.
+
+    Returns
+    -------
+    dict
+        ``{"R_GAIN": "/data/x_gain.fits", ...}`` (the readers resolve a relative name against
+        the product's directory, and an absolute one as it is).
+    """
+    out: dict[str, str] = {}
+    if meta is not None and input_dir is not None:
+        for reftype in REFTYPES:
+            found = _header_named(meta, reftype, Path(input_dir))
+            if found is not None:
+                out[HEADER_KEYWORDS[reftype]] = os.path.abspath(found)
+    for reftype, value in references.items():
+        keyword = HEADER_KEYWORDS.get(str(reftype).lower())
+        if keyword is None:
+            continue
+        if value is None:
+            out[keyword] = "N/A"
+        elif isinstance(value, (str, os.PathLike)):
+            out[keyword] = os.path.abspath(value)
+        else:  # an in-memory reference replaced the file the header names
+            out.pop(keyword, None)
+    return out
+
+
+def _header_named(ramp: Ramp | Mapping[str, Any], reftype: str, input_dir: Path | None) -> Path | None:
+    """The file the header keyword of ``reftype`` names next to the input (``ramp`` or its meta)."""
+    meta = ramp.meta if isinstance(ramp, Ramp) else ramp
+    value = meta.get(HEADER_KEYWORDS[reftype])
     if input_dir is None or not isinstance(value, str) or "://" in value or value.strip().upper() in ("", "N/A"):
         return None
     path = input_dir / value.strip()
@@ -147,7 +205,9 @@ def resolve_references(ramp: Ramp, reftypes: Iterable[str], refs: Mapping[str, A
     Raises
     ------
     InputError
-        Unknown type in ``refs``, or a needed type found nowhere (all of them are named).
+        Unknown type in ``refs``.
+    MissingReferenceError
+        A needed type found nowhere (all of them are named).
     """
     refs = {str(k).lower(): v for k, v in (refs or {}).items()}
     unknown = sorted(set(refs) - set(REFTYPES))
@@ -170,9 +230,7 @@ def resolve_references(ramp: Ramp, reftypes: Iterable[str], refs: Mapping[str, A
         out[t], sources[t] = p, "built-in synthetic set"
     missing = [t for t in wanted if t not in out]
     if missing:
-        hints = ", ".join(f"refs={{'{t}': path}} / --override-{t}" for t in missing)
-        raise InputError(f"no {', '.join(t.upper() for t in missing)} reference for this exposure "
-                         f"(not given, not named in its header, no configured CRDS cache): give {hints}")
+        raise MissingReferenceError(missing)
     for t in wanted:
         logger.info("reference %s: %s (%s)", t.upper(), out[t] if isinstance(out[t], (str, Path, type(None)))
                     else type(out[t]).__name__, sources[t])

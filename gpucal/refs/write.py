@@ -14,13 +14,14 @@ from astropy.io import fits
 from ..errors import InputError
 from ..io.atomic import atomic_write
 from ..io.fits_meta import primary_header
+from .reftype import MODELS
 
 logger = logging.getLogger(__name__)
 
 #: BUNIT of the SCI image per REFTYPE.
 UNITS = {"GAIN": "electrons/DN", "READNOISE": "DN"}
 #: jwst datamodel class per REFTYPE, written as DATAMODL so stdatamodels opens the file.
-DATAMODELS = {"GAIN": "GainModel", "READNOISE": "ReadnoiseModel"}
+DATAMODELS = {t: MODELS[t][0] for t in ("GAIN", "READNOISE")}
 USEAFTER = "2022-01-01T00:00:00"
 
 

@@ -135,6 +135,7 @@ def _emit_block(call: DrizzleCall, pixmap, weights, onx: int, ony: int, pix: np.
     """
     nx = pixmap.shape[1]
     sentinel = onx * ony
+    bits = kernels.record_bits(sentinel)
     wi = weights.reshape(-1)[pix] * call.wtscale
     geometry = kernels.pixel_geometry(call.consts, pixmap, onx, ony, pix % nx, pix // nx, wi)
     ends = np.cumsum(kernels.box_cells(geometry))
@@ -148,14 +149,17 @@ def _emit_block(call: DrizzleCall, pixmap, weights, onx: int, ony: int, pix: np.
         hi = max(lo + 1, int(np.searchsorted(ends, base + CPU_BLOCK_RECORDS, side="right")))
         keys, dows, rec_pixel = kernels.drizzle_emit(pix[lo:hi], pixmap, weights, call.wtscale, onx, ony,
                                                      call.consts, call.lut, kernels.slice_geometry(geometry, lo, hi),
-                                                     None if block_dows is None else block_dows[base:ends[hi - 1]])
+                                                     None if block_dows is None else block_dows[base:ends[hi - 1]],
+                                                     bits)
         # records and pixels numbered from the start of the replay group
         pending.append((keys + npending, dows, rec_pixel + (lo - first)))
         npending += keys.size
         lo = hi
         if npending >= CPU_REPLAY_RECORDS or lo == pix.size:
             keys = np.concatenate([p[0] for p in pending])
-            keys = np.sort(keys[(keys >> 32) != sentinel])  # unique keys: any sort is the stable order
+            if npending >= 1 << bits:
+                raise ValueError(f"{npending} drizzle records in one group do not fit {bits}-bit record numbers")
+            keys = np.sort(keys[(keys >> bits) != sentinel])  # unique keys: any sort is the stable order
             groups.append((keys, np.concatenate([p[1] for p in pending]), np.concatenate([p[2] for p in pending]),
                            pix[first:lo]))
             pending.clear()
@@ -218,7 +222,7 @@ def run_numpy(call: DrizzleCall, data, weights, pixmap, data2, dq, out_img, out_
         for keys, dows, rec_pixel, pix in groups:
             if keys.size == 0:
                 continue
-            layers = kernels.replay_layers(keys, dows, rec_pixel, pix)
+            layers = kernels.replay_layers(keys, dows, rec_pixel, pix, kernels.record_bits(onx * ony))
             jobs = [(kernels.drizzle_replay, keys, dows, rec_pixel, pix, s_data, call.iscale, [], call.iscale2, None,
                      s_img, s_wht, [], None, call.bit, None, layers) for s_data, s_img, s_wht in shared]
             submitted = [lane.submit(*job) for lane, job in zip(lanes, jobs)]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FileFormatError, InputError
+from ..io.datamodel_open import check_wcs, open_datamodel
 from .output_wcs import ReferenceInfo, footprint_sregion
 
 log = logging.getLogger(__name__)
@@ -131,27 +132,20 @@ def _read_cal(path: Path, arrays: bool = True) -> MosaicInput:
     """A ``_cal.fits`` file through stdatamodels (the gwcs lives in its ASDF extension)."""
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    from astropy.io import fits
+    from ..io.fits_open import check_kinds, open_fits
 
-    try:
-        with fits.open(path) as hdul:
-            names = {hdu.name for hdu in hdul}
-            model_type = str(hdul[0].header.get("DATAMODL", ""))
-            shape = hdul["SCI"].shape if "SCI" in names else ()
-    except OSError as exc:
-        raise FileFormatError(f"{path}: not a FITS file ({exc})") from None
+    with open_fits(path, memmap=False, lazy_load_hdus=True) as hdul:
+        check_kinds(hdul, path, floats=("SCI", "ERR", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"), integers=("DQ",))
+        names = {hdu.name for hdu in hdul}
+        model_type = str(hdul[0].header.get("DATAMODL", ""))
+        shape = hdul["SCI"].shape if "SCI" in names else ()
     if "ASDF" not in names or "SCI" not in names:
         raise FileFormatError(f"{path}: not a JWST calibrated product (no SCI and ASDF extensions)")
     if model_type and model_type != "ImageModel":
         raise FileFormatError(f"{path}: a {model_type}, not a 2-D image (ImageModel) product")
-    try:
-        from stdatamodels.jwst import datamodels
-    except ImportError as exc:
-        raise FileFormatError(f"reading {path} needs stdatamodels (pip install stdatamodels): {exc}") from None
-    try:
-        model = datamodels.ImageModel(str(path))
-    except Exception as exc:  # schema or ASDF errors from stdatamodels
-        raise FileFormatError(f"{path}: cannot open as a jwst ImageModel: {exc}") from None
+    model = open_datamodel("ImageModel", path)
+    if model.meta.wcs is not None:
+        check_wcs(model.meta.wcs, shape, path)
     return _from_datamodel(model, str(path), None if arrays else shape)
 
 

@@ -110,7 +110,10 @@ def resample_images(
     ref = None
     for source in sources:
         info, s_region = source.reference()
-        polygons.extend(sregion_polygons(s_region))
+        try:
+            polygons.extend(sregion_polygons(s_region))
+        except InputError as exc:
+            raise InputError(f"{source.name}: {exc}") from None
         ref = info if ref is None else ref
     grid = build_output_grid(
         polygons, ref, pixel_scale_ratio=pixel_scale_ratio, pixel_scale=pixel_scale, rotation=rotation,

@@ -44,14 +44,24 @@ def usable_cores() -> int:
 
 
 def local_gpu_count() -> int:
-    """GPUs a local dask-cuda cluster can use (0 without dask-cuda, CuPy or a device)."""
+    """GPUs a local dask-cuda cluster can use (0 without dask-cuda, CuPy or a device).
+
+    dask-cuda installed but failing to import (a broken install, such as dask-cuda 25.10+
+    without the cuda-bindings of its cu12/cu13 extra) is logged as a warning with the reason:
+    the batch then runs on CPU workers, which the user did not ask for.
+    """
     if importlib.util.find_spec("dask_cuda") is None or importlib.util.find_spec("cupy") is None:
         return 0
     try:
         from dask_cuda.utils import get_n_gpus
-
+    except Exception as exc:  # ImportError, or whatever a broken dependency raises at import
+        log.warning("dask-cuda is installed but `import dask_cuda` failed (%s: %s); no GPU workers. "
+                    "Reinstall with pip install 'gpucal[gpu,dask-cuda]' (CUDA 12) or "
+                    "'gpucal[gpu-cuda13,dask-cuda-cuda13]' (CUDA 13)", type(exc).__name__, exc)
+        return 0
+    try:
         return int(get_n_gpus())
-    except Exception as exc:  # NVML missing or no driver
+    except Exception as exc:  # NVML missing or no driver: a machine without GPUs
         log.debug("no GPUs for dask-cuda: %s", exc)
         return 0
 
@@ -101,6 +111,20 @@ def _start_local_cluster(gpus: int, n_workers: int | None) -> Any:
                                memory_limit=memory, resources={MEMORY: memory})
         log.info("started a LocalCluster: %d worker process(es), one thread each", workers)
     return cluster
+
+
+def cluster_backend(backend: str, gpu_workers: bool) -> str:
+    """The backend every task of a batch runs with, decided once for the cluster.
+
+    ``"gpu"`` when asked for, or when ``backend`` is ``"auto"`` and the workers declare GPUs;
+    otherwise ``"cpu"``. Never ``"auto"``: each process of a CPU cluster would otherwise find
+    the node's GPU on its own and open a context on GPU 0, all of them on the same device.
+    """
+    if backend == "gpu" or (backend == "auto" and gpu_workers):
+        return "gpu"
+    if backend == "auto":
+        log.info("no worker declares a GPU resource: the tasks run on the CPU (GPU workers declare GPU=1)")
+    return "cpu"
 
 
 def worker_info(client: Any) -> dict[str, dict[str, Any]]:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import FileFormatError, InputError
 from .jobs import stem
 
 _GLOB_CHARS = set("*?[")
@@ -24,8 +24,10 @@ def expand_inputs(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[st
     Raises
     ------
     InputError
-        No inputs; a pattern that matches nothing; an unreadable association; two inputs
-        with the same base name (their products would overwrite each other).
+        No inputs; a pattern that matches nothing; two inputs with the same base name
+        (their products would overwrite each other).
+    FileFormatError
+        An association file that cannot be read or is not a jwst association.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -65,17 +67,20 @@ def association_members(path: str | os.PathLike[str]) -> list[Path]:
     except FileNotFoundError:
         raise InputError(f"association file not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read association {path}: {exc}") from None
+        raise FileFormatError(f"cannot read association {path}: {exc}") from None
     products = asn.get("products") if isinstance(asn, dict) else None
     if not isinstance(products, list):
-        raise InputError(f"{path} is not a jwst association: no 'products' list")
+        raise FileFormatError(f"{path} is not a jwst association: no 'products' list")
     members = []
     for product in products:
-        for member in (product.get("members") or []) if isinstance(product, dict) else []:
+        listed = product.get("members", []) if isinstance(product, dict) else None
+        if not isinstance(listed, list):
+            raise FileFormatError(f"{path}: a product's 'members' is not a list of exposures")
+        for member in listed:
             name = member.get("expname") if isinstance(member, dict) else None
             if not isinstance(name, str) or not name:
-                raise InputError(f"{path}: a member of product {product.get('name')!r} has no 'expname'")
+                raise FileFormatError(f"{path}: a member of product {product.get('name')!r} has no 'expname'")
             members.append(path.parent / name)
     if not members:
-        raise InputError(f"association {path} has no members")
+        raise FileFormatError(f"association {path} has no members")
     return members

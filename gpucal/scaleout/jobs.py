@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import GpucalError, InputError
 
 #: ``run(input_path, output_dir, backend, options) -> written files``.
 RunFunction = Callable[[Path, Path, str, dict[str, Any]], list[Path]]
@@ -100,7 +100,7 @@ class Job:
             return None
         try:
             return self.memory(path, backend, options)
-        except (OSError, ValueError):  # unreadable input: its task reports the error
+        except (GpucalError, OSError):  # unreadable input: its task reports the error
             return None
 
 
@@ -166,17 +166,16 @@ def _keywords(module: str, function: str, *, exclude: Iterable[str], extra: Iter
 
 def _task_memory(path: Path, backend: str, options: Mapping[str, Any], *, held_per_pixel: int,
                  held_per_sample: int, cpu_bytes_per_sample: int) -> int:
-    """Arrays a task holds for the whole exposure (``held_per_pixel`` counts per pixel and
-    per integration plane), plus (CPU only) the working set of its row blocks: the chunk
-    budget, or less for a small exposure. On a GPU the working set lives on the device,
-    which the task's ``GPU=1`` reserves."""
+    """Host bytes of a task: the arrays it holds for the whole exposure (``held_per_pixel``
+    counts per pixel and per integration plane), plus the host working set of its row blocks:
+    the host budget (``max_memory``), or less for a small exposure. On a GPU that working set is
+    the blocks' host copies and pinned staging buffers (fewer bytes a sample than the CPU's
+    working set, and bounded by the same budget); the device memory is reserved by ``GPU=1``."""
     from ..chunking import DEFAULT_CPU_MEMORY, parse_memory
 
     nints, ngroups, ny, nx = _ramp_shape(path)
     samples = nints * ngroups * ny * nx
     held = ny * nx * (1 + nints) * held_per_pixel + samples * held_per_sample
-    if backend == "gpu":
-        return held
     budget = parse_memory(options.get("max_memory")) or DEFAULT_CPU_MEMORY
     return held + min(budget, samples * cpu_bytes_per_sample)
 
@@ -233,31 +232,40 @@ def _snapshot(directory: Path, prefix: str) -> dict[str, tuple[int, int]]:
 def run_ramp_fit(path: Path, output_dir: Path, backend: str, options: dict[str, Any]) -> list[Path]:
     """``gpucal ramp-fit`` on one exposure: ``<stem>_rate.fits``, ``<stem>_rateints.fits``."""
     from .. import ramp_fit
-    from ..cli import _write_products
+    from ..cli import _expected_products, _fit_provenance, _write_products
     from ..errors import GpucalError
     from ..io import output_prefix
+    from ..io.output_safety import check_not_inputs
     from ..ramp import Ramp
 
     ramp = Ramp.from_fits(path)
     gain, readnoise = _references(path, ramp, options, required=True)
+    prefix = output_prefix(path, output_dir)
+    check_not_inputs(_expected_products(prefix, bool(options.get("save_opt"))), [path, gain, readnoise])
     result = ramp_fit(ramp, gain, readnoise, backend=backend, **options)
     if result.rate is None:
         raise GpucalError(
             f"nothing could be fitted in {path} (every pixel is saturated in its first group, or "
             "no usable group is left); no product written"
         )
-    return _write_products(result, output_prefix(path, output_dir), bool(options.get("save_opt")))
+    _fit_provenance(result, gain, readnoise)
+    return _write_products(result, prefix, bool(options.get("save_opt")))
 
 
 def run_jump(path: Path, output_dir: Path, backend: str, options: dict[str, Any]) -> list[Path]:
     """``gpucal jump`` on one exposure: ``<stem>_jump.fits`` (a ramp with JUMP_DET flags)."""
     from .. import detect_jumps
+    from ..io.output_safety import check_not_inputs
     from ..ramp import Ramp
+    from ..refs.resolve import reference_keywords
 
     ramp = Ramp.from_fits(path)
     gain, readnoise = _references(path, ramp, options, required=True)
+    target = output_dir / f"{stem(path)}_jump.fits"
+    check_not_inputs([target], [path, gain, readnoise])
     result = detect_jumps(ramp, gain, readnoise, backend=backend, **options)
-    return [Path(result.to_fits(output_dir / f"{stem(path)}_jump.fits", overwrite=True))]
+    result.meta.update(reference_keywords({"gain": gain, "readnoise": readnoise}))
+    return [Path(result.to_fits(target, overwrite=True))]
 
 
 def run_extract(path: Path, output_dir: Path, backend: str, options: dict[str, Any]) -> list[Path]:
@@ -325,7 +333,7 @@ def _i2d_outputs(stem: str, options: Mapping[str, Any]) -> list[str]:
 
 register_job(Job(
     "detector1", run_detector1, "the whole detector1 pipeline: uncal -> rate/rateints",
-    options=("refs", "steps", "save_calibrated_ramp", "max_memory"),
+    options=("refs", "steps", "save_calibrated_ramp", "max_memory", "max_device_memory"),
     memory=_detector1_memory, outputs=_detector1_outputs,
 ))
 register_job(Job(

@@ -58,6 +58,9 @@ class BatchReport:
     ----------
     job, backend, output_dir
         What ran, on which backend setting, writing where.
+    cluster_backend
+        The backend the tasks ran with (``"gpu"`` or ``"cpu"``), decided once for the cluster
+        from ``backend`` and its workers; None when nothing was submitted.
     done, skipped, failed
         One :class:`TaskRecord` per exposure, in input order.
     scheduler, dashboard
@@ -78,6 +81,7 @@ class BatchReport:
     done: list[TaskRecord] = field(default_factory=list)
     skipped: list[TaskRecord] = field(default_factory=list)
     failed: list[TaskRecord] = field(default_factory=list)
+    cluster_backend: str | None = None
     scheduler: str | None = None
     dashboard: str | None = None
     workers: int = 0
@@ -111,6 +115,8 @@ class BatchReport:
         times = [r.seconds for r in self.done if r.seconds is not None]
         if times:
             line += f" ({sum(times) / len(times):.2f} s per exposure on {max(self.workers, 1)} worker(s))"
+        if self.cluster_backend:
+            line += f", on the {self.cluster_backend.upper()}"
         return line
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..io.debris import remove_debris
 from ..progress import ProgressCallback
 from . import cluster as dask_cluster
 from . import records
@@ -61,7 +62,9 @@ def batch(
         GPU) when dask-cuda and a GPU are present and ``backend`` allows the GPU, else a
         ``LocalCluster`` with one single-threaded worker process per core.
     backend
-        ``"auto"``, ``"gpu"`` or ``"cpu"``, passed to the job on each worker.
+        ``"auto"``, ``"gpu"`` or ``"cpu"``. Decided once for the cluster: with ``"auto"`` the
+        tasks run on the GPU when the workers declare GPUs (``GPU=1``), else on the CPU; the
+        report's ``cluster_backend`` says which.
     overwrite
         Run exposures that are complete from an earlier run too (default: skip them).
     retries
@@ -89,7 +92,9 @@ def batch(
     ------
     InputError
         Unknown job or option, no inputs, a pattern matching nothing, inputs whose
-        products would collide.
+        products would collide; an :class:`~gpucal.io.output_safety.OutputError` when a
+        product would be written onto an input (also through a link) or ``output_dir``
+        cannot be written. Nothing is run or written then.
     BackendUnavailableError
         ``backend="gpu"`` with no client and no local GPU cluster possible.
     """
@@ -100,15 +105,19 @@ def batch(
         raise InputError(f"backend must be 'auto', 'cpu' or 'gpu', got {backend!r}")
     if int(retries) < 0:
         raise InputError(f"retries must be >= 0, got {retries}")
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     paths = expand_inputs(inputs)
     out = Path(output_dir)
+    _refuse_outputs_onto_inputs(the_job, paths, [Path(i) for i in inputs if Path(i).is_file()], out, job_options)
     out.mkdir(parents=True, exist_ok=True)
+    remove_debris(out)  # temporaries and scratch of killed runs (of this host's dead processes)
     report = BatchReport(job=the_job.name, backend=backend, output_dir=str(out),
                          options=records.normalise_options(job_options))
 
     todo: list[Path] = []
     for path in paths:
-        complete = None if overwrite else records.completed_outputs(out, stem(path), the_job.name, job_options)
+        complete = None if overwrite else records.completed_outputs(out, stem(path), the_job.name, job_options,
+                                                                    path)
         if complete is None:
             todo.append(path)
         else:
@@ -132,6 +141,20 @@ def batch(
     written = report.write_json(report_path if report_path is not None else out / f"batch_{the_job.name}_report.json")
     log.info("%s; report %s", report.summary(), written)
     return report
+
+
+def _refuse_outputs_onto_inputs(job: Job, paths: list[Path], given: list[Path], out: Path,
+                                options: dict[str, Any]) -> None:
+    """Before anything runs: no declared product of any exposure may be one of the batch's
+    inputs (exposures, association files, reference files in the options), and ``out`` must
+    be writable."""
+    from ..io.output_safety import check_directory, check_not_inputs
+
+    planned = [out / name for path in paths for name in job.output_names(stem(path), options)]
+    references = [Path(v) for k, v in options.items() if k in ("gain", "readnoise", "cubepars")
+                  and isinstance(v, (str, os.PathLike))]
+    check_not_inputs(planned, [*paths, *given, *references])
+    check_directory(out)
 
 
 def _require_dask() -> None:
@@ -162,35 +185,54 @@ def _run(client: Any, job: Job, todo: list[Path], out: Path, backend: str, optio
         workers = dask_cluster.worker_info(client)
     report.workers = len(workers)
     gpu_workers = any(dask_cluster.GPU in (w.get("resources") or {}) for w in workers.values())
-    plan_backend = "gpu" if gpu_workers and backend != "cpu" else "cpu"
+    task_backend = report.cluster_backend = dask_cluster.cluster_backend(backend, gpu_workers)
     threads = dask_cluster.host_threads(workers)
-    log.info("batch %s: %d exposure(s) on %d worker(s)%s", job.name, len(todo), len(workers),
-             " with GPUs" if gpu_workers else "")
+    log.info("batch %s: %d exposure(s) on %d worker(s)%s, backend %s", job.name, len(todo), len(workers),
+             " with GPUs" if gpu_workers else "", task_backend)
 
     futures = {}
     run_id = uuid.uuid4().hex[:8]
-    for path in todo:
-        resources = dask_cluster.task_resources(workers, job.memory_bytes(path, plan_backend, options), path.name)
-        future = client.submit(
-            run_exposure, job, str(path), str(out), backend, options, threads,
-            key=f"gpucal-{job.name}-{stem(path)}-{run_id}", retries=retries, resources=resources, pure=False,
-        )
-        futures[future] = path
     finished = 0
     try:
+        for path in todo:
+            try:
+                resources = dask_cluster.task_resources(workers, job.memory_bytes(path, task_backend, options),
+                                                        path.name)
+            except Exception as exc:  # this exposure's failure, not the batch's
+                finished += _file(report, _failure(path, exc, "while planning its task"), path, finished,
+                                  len(todo), progress)
+                continue
+            future = client.submit(
+                run_exposure, job, str(path), str(out), task_backend, options, threads,
+                key=f"gpucal-{job.name}-{stem(path)}-{run_id}", retries=retries, resources=resources, pure=False,
+            )
+            futures[future] = path
         for future in as_completed(futures):
-            record = _record(future, futures[future])
-            report.add(record)
-            if record.status == "failed":
-                log.warning("%s failed: %s", futures[future].name, record.error)
-            else:
-                log.debug("%s done in %.2f s on %s", futures[future].name, record.seconds or 0.0, record.worker)
-            finished += 1
-            if progress is not None:
-                progress(finished, len(todo))
+            finished += _file(report, _record(future, futures[future]), futures[future], finished, len(todo),
+                              progress)
     except BaseException:
         client.cancel(list(futures))
         raise
+
+
+def _file(report: BatchReport, record: TaskRecord, path: Path, finished: int, total: int,
+          progress: ProgressCallback | None) -> int:
+    """Add ``record`` to the report, log it and advance the progress; returns 1 (one more finished)."""
+    report.add(record)
+    if record.status == "failed":
+        log.warning("%s failed: %s", path.name, record.error)
+    else:
+        log.debug("%s done in %.2f s on %s", path.name, record.seconds or 0.0, record.worker)
+    if progress is not None:
+        progress(finished + 1, total)
+    return 1
+
+
+def _failure(path: Path, exc: BaseException, when: str = "") -> TaskRecord:
+    """A failure record of ``path`` from ``exc`` (``when`` is added to the error text)."""
+    error = f"{type(exc).__name__}: {exc}" + (f" ({when})" if when else "")
+    return TaskRecord(str(path), "failed", error=error,
+                      traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
 
 def _record(future: Any, path: Path) -> TaskRecord:
@@ -203,8 +245,6 @@ def _record(future: Any, path: Path) -> TaskRecord:
     try:
         return TaskRecord(**future.result())
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        if type(exc).__name__ == "KilledWorker":
-            error += " (each attempt ended its worker process: out of memory? see the worker logs)"
-        return TaskRecord(str(path), "failed", error=error,
-                          traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        killed = type(exc).__name__ == "KilledWorker"
+        return _failure(path, exc, "each attempt ended its worker process: out of memory? see the worker logs"
+                        if killed else "")

@@ -14,6 +14,7 @@ from typing import Any
 from ..chunking import CPU_WORKERS_ENV
 from ..errors import GpucalError
 from . import records
+from .identity import file_identity
 from .jobs import Job, stem
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,16 @@ def run_exposure(job: Job, input_path: str, output_dir: str, backend: str, optio
     records.forget(out, name, job.name)
     records.remove_stale_temporaries(out, name, job.name, job.output_names(name, options))
     try:
+        identity = file_identity(path)  # before the job reads it: a change meanwhile reruns it next time
+    except OSError:
+        identity = None  # the job reports the missing or unreadable input
+    try:
         written = job.run(path, out, backend, dict(options))
     except (GpucalError, FileNotFoundError) as exc:
         log.warning("%s: %s failed: %s", path.name, job.name, exc)
         return dict(input=str(path), status="failed", seconds=time.perf_counter() - start, started=started,
                     error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(), **where)
-    records.write_record(out, name, job.name, path, options, list(written))
+    records.write_record(out, name, job.name, path, options, list(written), identity)
     return dict(input=str(path), status="done", outputs=[str(p) for p in written],
                 seconds=time.perf_counter() - start, started=started, **where)
 

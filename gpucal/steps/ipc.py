@@ -102,7 +102,7 @@ def _bytes_per_pixel(nplanes: int, kernel: np.ndarray) -> int:
 
 
 def ipc(ramp: Ramp, ipc_ref: IpcReference | str | os.PathLike | np.ndarray, *, backend: str | None = None,
-        max_memory: int | str | None = None) -> Ramp:
+        max_memory: int | str | None = None, max_device_memory: int | str | None = None) -> Ramp:
     """Correct a ramp for inter-pixel capacitance, as jwst 3.0.0's ``ipc`` step.
 
     Parameters
@@ -115,7 +115,12 @@ def ipc(ramp: Ramp, ipc_ref: IpcReference | str | os.PathLike | np.ndarray, *, b
         (full frame, cut to a subarray exposure as jwst does).
     backend : {"gpu", "cpu", "auto"}, optional
     max_memory : int or str, optional
-        Working-set budget (e.g. ``"1GB"``); sets the row-block size.
+        Host working-set budget (e.g. ``"1GB"``; default 2 GiB); sets the row-block size. On
+        the GPU it bounds the blocks' host copies and pinned staging buffers.
+    max_device_memory : int or str, optional
+        GPU only: device memory for every block in flight at once (default 70 % of the free
+        memory of the current device, never more than is free); see :mod:`gpucal.gpu.budget`.
+        Unused when the ramp is on the device already (the detector1 chain).
 
     Returns
     -------
@@ -130,6 +135,7 @@ def ipc(ramp: Ramp, ipc_ref: IpcReference | str | os.PathLike | np.ndarray, *, b
     bottom, top, left, right = reference_margins(ramp)
     name = resolve_backend(backend)
     budget = parse_memory(max_memory)
+    max_device_memory = parse_memory(max_device_memory)
     nints, ngroups, ny, nx = ramp.shape
     nplanes = nints * ngroups
     kh, kw = kernel.shape[:2]
@@ -149,13 +155,14 @@ def ipc(ramp: Ramp, ipc_ref: IpcReference | str | os.PathLike | np.ndarray, *, b
                  kernel.shape[:2], ramp.shape, time.perf_counter() - start)
         return with_data(ramp, out.reshape(ramp.shape), S_IPC="COMPLETE")
     if name == "gpu":
-        from ..backend import free_device_memory
+        from ..gpu.budget import device_budget, host_budget, plan_rows
+        from ..gpu.ipc import block_cost, resident_bytes
 
-        budget = int(0.5 * free_device_memory()) if budget is None else budget
-    elif budget is None:
-        budget = DEFAULT_CPU_MEMORY
-    rows = rows_per_block(ny, nx, _bytes_per_pixel(nplanes, kernel), budget)
-    rows = max(rows - (kh - 1), 1) if rows < ny else rows
+        rows = plan_rows(ny, nx, block_cost(nplanes, kernel), device=device_budget(max_device_memory),
+                         host=host_budget(budget), resident=resident_bytes(kernel), halo=kh // 2)
+    else:
+        rows = rows_per_block(ny, nx, _bytes_per_pixel(nplanes, kernel), budget or DEFAULT_CPU_MEMORY)
+        rows = max(rows - (kh - 1), 1) if rows < ny else rows
 
     def blocks():
         for r0 in range(0, ny, rows):
@@ -172,9 +179,13 @@ def ipc(ramp: Ramp, ipc_ref: IpcReference | str | os.PathLike | np.ndarray, *, b
 
     out = np.empty((nplanes, ny, nx), dtype=np.float32)
     if name == "gpu":
+        from ..gpu.budget import release_pinned_pool
         from ..gpu.ipc import ipc_blocks_gpu
 
-        ipc_blocks_gpu(blocks(), kernel if kernel.ndim == 2 else None, out)
+        try:
+            ipc_blocks_gpu(blocks(), kernel if kernel.ndim == 2 else None, out)
+        finally:
+            release_pinned_pool()
     else:
         from cpu_fallback.ipc import ipc_2d_block, ipc_4d_block
 
