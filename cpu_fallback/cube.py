@@ -8,7 +8,9 @@ record order), and records are emitted in point order, chunk after chunk. So eac
 is the same sequence of roundings as in ``cube_match_sky_pointcloud.c`` / ``cube_match_sky_driz.c``.
 
 ``exp`` and ``pow`` are the shared portable versions (:func:`portable_exp`, :func:`portable_pow`)
-so the CUDA kernel gives the same bits; they differ from glibc's by at most about 1 ulp.
+so the CUDA kernel and its host build give the same bits; ``exp``, ``s**2`` and non-integer
+powers up to 16 in magnitude are within 1 ulp of the exact value (all bounds in
+docs/algorithms/cube_build.md).
 
 Spec: ``../shared/specs/cube_build.md`` sections 4.1-4.4, 6.1, 7.
 """
@@ -31,6 +33,8 @@ LOG_LG = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.8571428743662391
           2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
           1.479819860511658591e-01)
 SQRT_HALF = 0.70710678118654752440
+#: Veltkamp's splitting constant 2**27 + 1 (``two_product``).
+SPLIT = 134217729.0
 #: Integer exponents up to this use a product chain in ``portable_pow``.
 POW_MAX_CHAIN = 16
 #: Records (point x voxel candidates) per chunk of points on the CPU path.
@@ -51,15 +55,15 @@ def _scale_pow2(y: np.ndarray, k: np.ndarray) -> np.ndarray:
     return (y * np.ldexp(1.0, k1)) * np.ldexp(1.0, k2)
 
 
-def portable_exp(x: np.ndarray) -> np.ndarray:
-    """exp(x) in binary64 with explicit ``+ - * /`` (mirrors ``portable_exp`` in cube.cu)."""
+def portable_exp_dd(x: np.ndarray, x_lo) -> np.ndarray:
+    """exp(x + x_lo) for a double-double argument, explicit ``+ - * /`` (mirrors ``portable_exp_dd``)."""
     x = np.asarray(x, dtype=np.float64)
     with np.errstate(all="ignore"):
         half = np.where(x < 0, -0.5, 0.5)
         kf = np.trunc(x * INV_LN2 + half)
         kf = np.where(np.isfinite(kf), np.clip(kf, -1100.0, 1100.0), 0.0)
         hi = x - kf * LN2_HI
-        lo = kf * LN2_LO
+        lo = kf * LN2_LO - x_lo
         r = hi - lo
         t = r * r
         p1, p2, p3, p4, p5 = EXP_P
@@ -71,44 +75,85 @@ def portable_exp(x: np.ndarray) -> np.ndarray:
         return np.where(np.isnan(x), x, out)
 
 
-def portable_log(x: np.ndarray) -> np.ndarray:
-    """Natural log in binary64 with explicit ``+ - * /`` (mirrors ``portable_log``); x > 0 finite."""
-    x = np.asarray(x, dtype=np.float64)
-    with np.errstate(all="ignore"):
-        m, e = np.frexp(x)  # x = m * 2**e, m in [0.5, 1)
-        small = m < SQRT_HALF
-        m = np.where(small, m * 2.0, m)
-        e = np.where(small, e - 1, e).astype(np.float64)
-        f = m - 1.0
-        s = f / (2.0 + f)
-        z = s * s
-        w = z * z
-        lg1, lg2, lg3, lg4, lg5, lg6, lg7 = LOG_LG
-        t1 = w * (lg2 + w * (lg4 + w * lg6))
-        t2 = z * (lg1 + w * (lg3 + w * (lg5 + w * lg7)))
-        r = t2 + t1
-        hfsq = 0.5 * f * f
-        out = e * LN2_HI - ((hfsq - (s * (hfsq + r) + e * LN2_LO)) - f)
-        out = np.where(x == 0.0, -np.inf, out)
-        out = np.where(np.isinf(x) & (x > 0), np.inf, out)
-        return np.where((x < 0) | np.isnan(x), np.nan, out)
+def portable_exp(x: np.ndarray) -> np.ndarray:
+    """exp(x) in binary64 with explicit ``+ - * /`` (mirrors ``portable_exp`` in cube.cu)."""
+    return portable_exp_dd(x, 0.0)
+
+
+def two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a * b = hi + lo`` exactly (Dekker with Veltkamp's split; mirrors ``two_product``)."""
+    ca = SPLIT * a
+    cb = SPLIT * b
+    ah = ca - (ca - a)
+    bh = cb - (cb - b)
+    al = a - ah
+    bl = b - bh
+    hi = a * b
+    return hi, (((ah * bh - hi) + ah * bl) + al * bh) + al * bl
+
+
+def portable_log_dd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log(x) = hi + lo for finite x > 0, to about 2**-66 relative (mirrors ``portable_log_dd``)."""
+    m, e = np.frexp(x)  # x = m * 2**e, m in [0.5, 1)
+    small = m < SQRT_HALF
+    m = np.where(small, m * 2.0, m)
+    ef = np.where(small, e - 1, e).astype(np.float64)
+    f = m - 1.0
+    d = 2.0 + f
+    d_lo = f - (d - 2.0)
+    u = f / d
+    qh, ql = two_product(u, d)
+    ul = (((f - qh) - ql) - u * d_lo) / d
+    z = u * u
+    w = z * z
+    lg1, lg2, lg3, lg4, lg5, lg6, lg7 = LOG_LG
+    t1 = w * (lg2 + w * (lg4 + w * lg6))
+    t2 = z * (lg1 + w * (lg3 + w * (lg5 + w * lg7)))
+    tail = u * (t2 + t1)
+    a = ef * LN2_HI
+    b = 2.0 * u
+    s = a + b
+    bb = s - a
+    err = (a - (s - bb)) + (b - bb)
+    small_terms = err + (ef * LN2_LO + (tail + (2.0 * ul) * (1.0 + z)))
+    hi = s + small_terms
+    return hi, small_terms - (hi - s)
 
 
 def portable_pow(s: np.ndarray, p: np.ndarray) -> np.ndarray:
     """``s**p`` for s >= 0 (mirrors ``portable_pow``).
 
     Integer ``p`` in [0, POW_MAX_CHAIN] multiplies ``s`` left to right (p = 2 is ``s*s``,
-    correctly rounded); other ``p`` use ``exp(p * log(s))``.
+    correctly rounded); other ``p`` use ``exp(p * log(s))`` with ``log(s)`` and the product
+    carried in double-double (within 1 ulp of the exact power).
     """
     s, p = np.broadcast_arrays(np.asarray(s, np.float64), np.asarray(p, np.float64))
     chain = (p == np.floor(p)) & (p >= 0) & (p <= POW_MAX_CHAIN)
+    out = np.empty(s.shape)
     with np.errstate(all="ignore"):
-        prod = np.where(p >= 1, s, 1.0)
-        for i in range(2, POW_MAX_CHAIN + 1):
-            prod = np.where(p >= i, prod * s, prod)
-        general = portable_exp(p * portable_log(s))
-        general = np.where(s == 0.0, np.where(p > 0, 0.0, np.where(p == 0, 1.0, np.inf)), general)
-    return np.where(chain, prod, general)
+        if chain.any():
+            sc, pc = s[chain], p[chain]
+            prod = np.where(pc >= 1, sc, 1.0)
+            for i in range(2, int(pc.max()) + 1):
+                prod = np.where(pc >= i, prod * sc, prod)
+            out[chain] = prod
+        if not chain.all():
+            out[~chain] = _pow_general(s[~chain], p[~chain])
+    return out
+
+
+def _pow_general(s: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``portable_pow`` for non-chain exponents."""
+    positive = (s > 0) & (s < np.inf)
+    lh, ll = portable_log_dd(np.where(positive, s, 1.0))
+    yh = p * lh
+    ph, pl = two_product(p, lh)
+    out = portable_exp_dd(ph, pl + p * ll)
+    out = np.where(yh == 0.0, 1.0, out)
+    out = np.where(np.abs(yh) < 746.0, out, portable_exp(yh))
+    out = np.where(s == np.inf, np.where(p > 0, np.inf, 0.0), out)
+    out = np.where(np.isnan(s) | np.isnan(p) | (s < 0), np.nan, out)
+    return np.where(s == 0.0, np.where(p > 0, 0.0, np.where(p == 0, 1.0, np.inf)), out)
 
 
 # ---------------------------------------------------------------- point cloud (msm / emsm)

@@ -5,7 +5,7 @@ A ``gpucal/kernels/*.cu`` source also compiles with the system C++ compiler agai
 multiply-add is fused and no operation reordered: the host build rounds exactly like the
 device build (``--fmad=false``) and like ``cpu_fallback``. The tests use it to check each
 kernel against numpy; the CPU backend uses it where numpy cannot reach compiled speed
-(drizzle's per-record polygon clipping). It is built on first use, like CuPy's runtime
+(drizzle's and the IFU cube's per-record work). It is built on first use, like CuPy's runtime
 compilation, into ``$GPUCAL_NATIVE_CACHE`` (default ``~/.cache/gpucal/native``), one
 library per source digest (when that is not writable: a per-user directory in the temporary
 directory, used only if this user owns it and others cannot write it). Without a compiler,
@@ -35,7 +35,7 @@ CXX_FLAGS = ("-x", "c++", "-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-m
 
 
 #: Kernel sources the CPU backend runs compiled.
-NATIVE_SOURCES = ("drizzle",)
+NATIVE_SOURCES = ("cube", "drizzle")
 
 
 def host_compiler() -> str | None:

@@ -4,6 +4,8 @@ Drizzle: flux, weight, variance and count sums and the DQ plane bit for bit. msm
 and DQ bit for bit; flux and weight sums within 4 ulp and variance sums within 8 ulp of jwst
 (gpucal's shared exp/pow is within 1 ulp of glibc's per weight; the variance squares it).
 NIRSpec cases keep points inside the grid: jwst's slice line walk writes out of bounds otherwise.
+Every test runs twice: on the CPU backend's compiled host build of ``cube.cu`` (the default) and
+on the numpy kernels of ``cpu_fallback`` (``GPUCAL_NATIVE=0``).
 """
 
 import numpy as np
@@ -16,6 +18,17 @@ pc_ext = pytest.importorskip("jwst.cube_build.cube_match_sky_pointcloud")
 driz_ext = pytest.importorskip("jwst.cube_build.cube_match_sky_driz")
 
 ULP_BOUND = {"flux": 4, "weight": 4, "var": 8}
+
+
+@pytest.fixture(autouse=True, params=["native", "numpy"])
+def cpu_kernels(request, monkeypatch):
+    if request.param == "native":
+        from gpucal.cube.native import native_functions
+
+        if native_functions() is None:
+            pytest.skip("no C++ compiler for the host build")
+    monkeypatch.setenv("GPUCAL_NATIVE", "1" if request.param == "native" else "0")
+    return request.param
 
 
 def ulps(ref, got):

@@ -6,8 +6,12 @@ does (3-D drizzle): per-voxel flux, weight, variance and count sums of one file'
 in the flat voxel order ``iw*nx*ny + iy*nx + ix``, and the intermediate DQ plane.
 
 Both backends sum every voxel's contributions in increasing point index, as the C does, so
-drizzle sums equal jwst's bit for bit and GPU equals CPU bit for bit. msm/emsm use gpucal's
-portable ``exp``/``pow`` (shared by both backends), within 1 ulp of glibc's per weight.
+drizzle sums equal jwst's bit for bit and GPU equals CPU bit for bit. The CPU backend runs the
+host build of ``gpucal/kernels/cube.cu`` on ``GPUCAL_CPU_WORKERS`` threads
+(:mod:`gpucal.cube.native`), or the numpy kernels of ``cpu_fallback/cube.py`` when no C++
+compiler is available or ``GPUCAL_NATIVE=0`` (the same bits). msm/emsm use gpucal's
+portable ``exp``/``pow`` (shared by all paths), within 1 ulp of the exact weight for emsm, msm
+with the CUBEPAR power 2 and non-integer powers up to 16.
 
 Spec: ``../shared/specs/cube_build.md`` sections 4 and 6.1.
 """
@@ -23,6 +27,7 @@ from cpu_fallback import cube as cpu_cube
 from ..backend import resolve_backend
 from ..errors import InputError
 from ..progress import ProgressCallback
+from .native import drizzle_match_native, native_functions, pointcloud_match_native
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +121,9 @@ def pointcloud_sums(instrument: str, weighting: str, start_region: int, end_regi
     flag_dq_plane : compute the intermediate DQ plane (else zeros).
     overlap_partial, overlap_full : intermediate DQ values.
     backend : "gpu", "cpu", "auto" or None (process default).
-    max_records : records per point chunk (memory bound); None: a CPU default, or from free
-        device memory on the GPU.
+    max_records : records per point chunk of the numpy kernels and the GPU (memory bound); None:
+        a CPU default, or from free device memory on the GPU. The compiled CPU path keeps no
+        records (chunks of ``gpucal.cube.native.CHUNK_POINTS`` points).
     progress : ``progress(done, total)`` over points.
 
     Returns
@@ -142,6 +148,8 @@ def pointcloud_sums(instrument: str, weighting: str, start_region: int, end_regi
         from ..gpu.cube import pointcloud_match_gpu
 
         sums = pointcloud_match_gpu(msm, *args, max_records=max_records, progress=progress)
+    elif (fns := native_functions()) is not None:
+        sums = pointcloud_match_native(fns, msm, *args, progress=progress)
     else:
         sums = cpu_cube.pointcloud_match(msm, *args, max_records=max_records or cpu_cube.DEFAULT_MAX_RECORDS,
                                          progress=progress)
@@ -178,6 +186,8 @@ def drizzle_sums(instrument: str, start_region: int, end_region: int, xcoord, yc
         from ..gpu.cube import drizzle_match_gpu
 
         sums = drizzle_match_gpu(*args, max_records=max_records, progress=progress)
+    elif (fns := native_functions()) is not None:
+        sums = drizzle_match_native(fns, *args, progress=progress)
     else:
         sums = cpu_cube.drizzle_match(*args, max_records=max_records or cpu_cube.DEFAULT_MAX_RECORDS,
                                       progress=progress)

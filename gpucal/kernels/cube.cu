@@ -13,10 +13,11 @@
 //    point order, so each voxel's records stay in increasing point index)
 //   segment_sum_kernel  one thread per voxel segment: adds its records in order onto the
 //                    running sums, F += flux*w, W += w, V += (err*w)^2, N += 1.
-// Each voxel therefore sees the same sequence of roundings as the C's point loop.
+// Each voxel therefore sees the same sequence of roundings as the C's point loop. The CPU
+// backend runs the host-only functions at the end of this file instead (no records, no sort).
 //
-// exp and pow are portable_exp / portable_pow below (plain + - * /, frexp, ldexp), so the
-// device and numpy give the same bits; libm's and CUDA's differ from each other.
+// exp and pow are portable_exp / portable_pow below (plain + - * /, trunc, exact bit moves), so
+// the device, the host build and numpy give the same bits; libm's and CUDA's differ.
 
 #include "numeric.cuh"
 
@@ -32,6 +33,36 @@ __host__ __device__ inline double positive_inf()
 }
 
 // ------------------------------------------------------------------ shared exp / log / pow
+// Exact bit moves instead of libm's ldexp / frexp (the same values; on the host, an x86-64 build
+// without -march calls libm for those, which made exp 4x slower).
+__host__ __device__ inline double double_from_bits(long long bits)
+{
+#ifdef __CUDA_ARCH__
+    return __longlong_as_double(bits);
+#else
+    double out;
+    __builtin_memcpy(&out, &bits, sizeof out);
+    return out;
+#endif
+}
+
+__host__ __device__ inline long long bits_of_double(double x)
+{
+#ifdef __CUDA_ARCH__
+    return __double_as_longlong(x);
+#else
+    long long out;
+    __builtin_memcpy(&out, &x, sizeof out);
+    return out;
+#endif
+}
+
+// 2^k for a normal exponent, -1022 <= k <= 1023 (ldexp(1.0, k)).
+__host__ __device__ inline double pow2i(int k)
+{
+    return double_from_bits((long long)(k + 1023) << 52);
+}
+
 __host__ __device__ inline double scale_pow2(double y, int k)
 {
     // y * 2^k rounded once: the first factor keeps the product normal (exact).
@@ -43,10 +74,13 @@ __host__ __device__ inline double scale_pow2(double y, int k)
         k1 = k - 8;
         k2 = 8;
     }
-    return (y * ldexp(1.0, k1)) * ldexp(1.0, k2);
+    return (y * pow2i(k1)) * pow2i(k2);
 }
 
-__host__ __device__ inline double portable_exp(double x)
+// exp(x + x_lo) for a double-double argument (|x_lo| <= ulp(x)): Cody-Waite reduction by ln 2
+// (k * ln2_hi exact), the low part folded into the reduced argument, and the classic rational
+// remainder. portable_exp(x) is the same with x_lo = 0.
+__host__ __device__ inline double portable_exp_dd(double x, double x_lo)
 {
     const double ln2_hi = 6.93147180369123816490e-01;
     const double ln2_lo = 1.90821492927058770002e-10;
@@ -63,10 +97,10 @@ __host__ __device__ inline double portable_exp(double x)
     if (x < -7.45133219101941108420e+02) {
         return 0.0;
     }
-    double half = x < 0 ? -0.5 : 0.5;
+    double half = 0.5 - (double)(x < 0);  // -0.5 or 0.5 without a branch (the sign is data)
     double kf = trunc(x * inv_ln2 + half);
     double hi = x - kf * ln2_hi;
-    double lo = kf * ln2_lo;
+    double lo = kf * ln2_lo - x_lo;
     double r = hi - lo;
     double t = r * r;
     double c = r - t * (p1 + t * (p2 + t * (p3 + t * (p4 + t * p5))));
@@ -74,7 +108,29 @@ __host__ __device__ inline double portable_exp(double x)
     return scale_pow2(y, (int)kf);
 }
 
-__host__ __device__ inline double portable_log(double x)
+__host__ __device__ inline double portable_exp(double x)
+{
+    return portable_exp_dd(x, 0.0);
+}
+
+// a * b = *hi + *lo exactly (Dekker's product with Veltkamp's split: no FMA needed; |a|, |b| < 2^995).
+__host__ __device__ inline void two_product(double a, double b, double* hi, double* lo)
+{
+    const double split = 134217729.0;  // 2^27 + 1
+    double ca = split * a;
+    double cb = split * b;
+    double ah = ca - (ca - a);
+    double bh = cb - (cb - b);
+    double al = a - ah;
+    double bl = b - bh;
+    *hi = a * b;
+    *lo = (((ah * bh - *hi) + ah * bl) + al * bh) + al * bl;
+}
+
+// log(x) = *hi + *lo for finite x > 0, to about 2^-66 relative: x = m * 2^e with m in
+// [sqrt(1/2), sqrt(2)), f = m - 1 (exact), log(m) = 2u + u*R(u^2) with u = f / (2 + f) carried
+// as u + ul (the division's remainder from an exact product), R the classic minimax series.
+static __host__ __device__ inline void portable_log_dd(double x, double* hi, double* lo)
 {
     const double ln2_hi = 6.93147180369123816490e-01;
     const double ln2_lo = 1.90821492927058770002e-10;
@@ -82,34 +138,44 @@ __host__ __device__ inline double portable_log(double x)
                  lg3 = 2.857142874366239149e-01, lg4 = 2.222219843214978396e-01,
                  lg5 = 1.818357216161805012e-01, lg6 = 1.531383769920937332e-01,
                  lg7 = 1.479819860511658591e-01;
-    if (isnan(x) || x < 0) {
-        return GPUCAL_NAN;
+    // x = m * 2^e with m in [sqrt(1/2), sqrt(2)), from the bits (subnormals scaled by 2^54 first);
+    // the choice of binade is an integer compare, not a data-dependent branch
+    int shift = 0;
+    if (x < 2.2250738585072014e-308) {
+        x = x * 18014398509481984.0;
+        shift = 54;
     }
-    if (x == 0.0) {
-        return -positive_inf();
-    }
-    if (x > 1.7976931348623157e308) {
-        return x;
-    }
-    int e = 0;
-    double m = frexp(x, &e);  // x = m * 2^e, m in [0.5, 1)
-    if (m < 0.70710678118654752440) {
-        m = m * 2.0;
-        e = e - 1;
-    }
-    double ef = (double)e;
+    long long bits = bits_of_double(x);
+    long long mbits = (bits & 0x000fffffffffffffLL) | 0x3fe0000000000000LL;  // in [0.5, 1)
+    int below = mbits < 0x3fe6a09e667f3bcdLL;                                 // m < sqrt(1/2)
+    double m = double_from_bits(mbits + ((long long)below << 52));            // then m * 2
+    double ef = (double)((int)(bits >> 52) - 1022 - shift - below);
     double f = m - 1.0;
-    double s = f / (2.0 + f);
-    double z = s * s;
+    double d = 2.0 + f;
+    double d_lo = f - (d - 2.0);  // d + d_lo = 2 + f exactly
+    double u = f / d;
+    double qh, ql;
+    two_product(u, d, &qh, &ql);
+    double ul = (((f - qh) - ql) - u * d_lo) / d;
+    double z = u * u;
     double w = z * z;
     double t1 = w * (lg2 + w * (lg4 + w * lg6));
     double t2 = z * (lg1 + w * (lg3 + w * (lg5 + w * lg7)));
-    double r = t2 + t1;
-    double hfsq = 0.5 * f * f;
-    return ef * ln2_hi - ((hfsq - (s * (hfsq + r) + ef * ln2_lo)) - f);
+    double tail = u * (t2 + t1);
+    // ef*ln2_hi + 2u (both exact) summed exactly, then the small terms (2ul * (1 + u^2): the
+    // low part of u through the series' first two terms)
+    double a = ef * ln2_hi;
+    double b = 2.0 * u;
+    double s = a + b;
+    double bb = s - a;
+    double err = (a - (s - bb)) + (b - bb);
+    double small = err + (ef * ln2_lo + (tail + (2.0 * ul) * (1.0 + z)));
+    *hi = s + small;
+    *lo = small - (*hi - s);
 }
 
-// s^p for s >= 0: a left-to-right product for integer p in [0, 16], else exp(p * log(s)).
+// s^p for s >= 0: a left-to-right product for integer p in [0, 16], else exp(p * log(s)) with
+// log(s) and the product p * log(s) carried in double-double (within 1 ulp, see the docs).
 __host__ __device__ inline double portable_pow(double s, double p)
 {
     if (p == floor(p) && p >= 0 && p <= 16) {
@@ -122,7 +188,24 @@ __host__ __device__ inline double portable_pow(double s, double p)
     if (s == 0.0) {
         return p > 0 ? 0.0 : (p == 0 ? 1.0 : positive_inf());
     }
-    return portable_exp(p * portable_log(s));
+    if (isnan(s) || isnan(p) || s < 0) {
+        return GPUCAL_NAN;
+    }
+    if (s > 1.7976931348623157e308) {
+        return p > 0 ? positive_inf() : 0.0;
+    }
+    double lh, ll;
+    portable_log_dd(s, &lh, &ll);
+    double yh = p * lh;
+    if (!(fabs(yh) < 746.0)) {  // over- or underflows (or s == 1 with an infinite p: NaN)
+        return portable_exp(yh);
+    }
+    if (yh == 0.0) {  // s == 1, or p * log(s) below the smallest double: 1 (no split of a huge p)
+        return 1.0;
+    }
+    double ph, pl;
+    two_product(p, lh, &ph, &pl);
+    return portable_exp_dd(ph, pl + p * ll);
 }
 
 // ------------------------------------------------------------------ point cloud
@@ -479,6 +562,154 @@ extern "C" __global__ void segment_sum_kernel(long long nseg, const long long* s
 }
 
 #ifdef GPUCAL_HOST_BUILD
+// The CPU backend's compiled path (gpucal/native.py, gpucal/cube/native.py): no records and
+// no sort. Per chunk of points, two phases, each split over threads:
+//   cube_*_ranges  each point's candidate ranges, as the count kernels (threads: point ranges);
+//   cube_*_apply   the chunk's points in order, each adding its weights directly onto the
+//                  voxels of planes [w_lo, w_hi) (threads: disjoint plane bands, so every voxel
+//                  is written by one thread and sees its points in increasing index, the order
+//                  of segment_sum_kernel and of numpy's add.at: the same bits).
+inline void add_to_voxel(long long v, double ww, double flux_k, double err_k, double* fluxv,
+                         double* weightv, double* varv, double* ifluxv)
+{
+    fluxv[v] = fluxv[v] + flux_k * ww;
+    weightv[v] = weightv[v] + ww;
+    varv[v] = varv[v] + (err_k * ww) * (err_k * ww);
+    ifluxv[v] = ifluxv[v] + 1.0;
+}
+
+extern "C" void cube_pointcloud_ranges(long long k0, long long k1, const double* xc, int nx, const double* yc, int ny,
+                                       const double* zc, int nz, const double* coord1, const double* coord2,
+                                       const double* wave, const double* rois, const double* roiw, int* ranges)
+{
+    for (long long k = k0; k < k1; ++k) {
+        int* r = ranges + 6 * k;
+        axis_range(xc, nx, coord1[k], rois[k], r + 0, r + 1);
+        axis_range(yc, ny, coord2[k], rois[k], r + 2, r + 3);
+        axis_range(zc, nz, wave[k], roiw[k], r + 4, r + 5);
+    }
+}
+
+extern "C" void cube_pointcloud_apply(long long npt, int msm, const double* xc, int nx, const double* yc, int ny,
+                                      const double* zc, const double* coord1, const double* coord2,
+                                      const double* wave, const double* flux, const double* err, const double* rois,
+                                      const double* scalerad, const double* power, const double* softrad,
+                                      const double* zcdelt3, double cdelt1, double cdelt2, const int* ranges,
+                                      int w_lo, int w_hi, double* fluxv, double* weightv, double* varv,
+                                      double* ifluxv)
+{
+    for (long long k = 0; k < npt; ++k) {
+        const int* r = ranges + 6 * k;
+        int w0 = r[4] > w_lo ? r[4] : w_lo;
+        int w1 = r[5] < w_hi ? r[5] : w_hi;
+        if (w0 >= w1) {
+            continue;
+        }
+        for (int ix = r[0]; ix < r[1]; ++ix) {
+            for (int iy = r[2]; iy < r[3]; ++iy) {
+                double xdist = fabs(xc[ix] - coord1[k]);
+                double ydist = fabs(yc[iy] - coord2[k]);
+                if (!(sqrt(xdist * xdist + ydist * ydist) <= rois[k])) {
+                    continue;
+                }
+                for (int iw = w0; iw < w1; ++iw) {
+                    double r2 = pointcloud_distance2(xdist, ydist, wave[k], zc[iw], zcdelt3[iw], cdelt1, cdelt2);
+                    double ww = msm ? msm_weight(r2, power[k], softrad[k]) : emsm_weight(r2, scalerad[k], cdelt1);
+                    add_to_voxel(((long long)iw * ny + iy) * nx + ix, ww, flux[k], err[k], fluxv, weightv, varv,
+                                 ifluxv);
+                }
+            }
+        }
+    }
+}
+
+// ranges as drizzle_count_kernel; a point with a non-finite corner, wavelength or width gets
+// an empty plane range.
+extern "C" void cube_drizzle_ranges(long long k0, long long k1, const double* xc, int nx, const double* yc, int ny,
+                                    const double* zc, int nz, const double* wave, const double* xi,
+                                    const double* eta, const double* dwave, double max_abs_cdelt3, double cdelt1,
+                                    double cdelt2, int* ranges)
+{
+    for (long long k = k0; k < k1; ++k) {
+        int* r = ranges + 6 * k;
+        const double* x4 = xi + 4 * k;
+        const double* y4 = eta + 4 * k;
+        double xmin = x4[0], xmax = x4[0], ymin = y4[0], ymax = y4[0];
+        bool finite = isfinite(wave[k]) && isfinite(dwave[k]);
+        for (int j = 0; j < 4; ++j) {
+            finite = finite && isfinite(x4[j]) && isfinite(y4[j]);
+            xmin = x4[j] < xmin ? x4[j] : xmin;
+            xmax = x4[j] > xmax ? x4[j] : xmax;
+            ymin = y4[j] < ymin ? y4[j] : ymin;
+            ymax = y4[j] > ymax ? y4[j] : ymax;
+        }
+        driz_spatial_bracket(xmin, xmax, cdelt1 / 2.0, xc[0], cdelt1, nx, r + 0, r + 1);
+        driz_spatial_bracket(ymin, ymax, cdelt2 / 2.0, yc[0], cdelt2, ny, r + 2, r + 3);
+        double guard = (fabs(dwave[k]) + max_abs_cdelt3) * (1 + 1e-9) + 1e-300;
+        int w0 = lower_bound(zc, nz, wave[k] - guard) - 1;
+        int w1 = lower_bound(zc, nz, wave[k] + guard) + 1;
+        r[4] = w0 < 0 ? 0 : (w0 > nz ? nz : w0);
+        r[5] = w1 > nz ? nz : w1;
+        if (!finite) {
+            r[5] = r[4];
+        }
+    }
+}
+
+extern "C" void cube_drizzle_apply(long long npt, const double* xc, int nx, const double* yc, int ny,
+                                   const double* zc, const double* wave, const double* flux, const double* err,
+                                   const double* xi, const double* eta, const double* dwave, const double* cdelt3,
+                                   double cdelt1, double cdelt2, const int* ranges, int w_lo, int w_hi,
+                                   double* fluxv, double* weightv, double* varv, double* ifluxv)
+{
+    for (long long k = 0; k < npt; ++k) {
+        const int* r = ranges + 6 * k;
+        int w0 = r[4] > w_lo ? r[4] : w_lo;
+        int w1 = r[5] < w_hi ? r[5] : w_hi;
+        // a point whose planes in this band all have zero spectral overlap adds nothing: skip
+        // its polygon clipping (weight = area * zo > 0 needs zo > 0)
+        bool any_plane = false;
+        for (int iw = w0; iw < w1 && !any_plane; ++iw) {
+            any_plane = fabs(zc[iw] - wave[k]) < fabs(dwave[k] + cdelt3[iw]) &&
+                        wave_overlap(wave[k], dwave[k], zc[iw], cdelt3[iw]) > 0;
+        }
+        if (!any_plane) {
+            continue;
+        }
+        const double* x4 = xi + 4 * k;
+        const double* y4 = eta + 4 * k;
+        double xmin = x4[0], xmax = x4[0], ymin = y4[0], ymax = y4[0];
+        for (int j = 1; j < 4; ++j) {
+            xmin = x4[j] < xmin ? x4[j] : xmin;
+            xmax = x4[j] > xmax ? x4[j] : xmax;
+            ymin = y4[j] < ymin ? y4[j] : ymin;
+            ymax = y4[j] > ymax ? y4[j] : ymax;
+        }
+        for (int ix = r[0]; ix < r[1]; ++ix) {
+            for (int iy = r[2]; iy < r[3]; ++iy) {
+                double xleft = xc[ix] - cdelt1 * 0.5;
+                double xright = xc[ix] + cdelt1 * 0.5;
+                double ybot = yc[iy] - cdelt2 * 0.5;
+                double ytop = yc[iy] + cdelt2 * 0.5;
+                if (!(xleft < xmax && xright > xmin && ybot < ymax && ytop > ymin)) {
+                    continue;
+                }
+                double area = overlap_area(xc[ix], yc[iy], cdelt1, cdelt2, x4, y4);
+                for (int iw = w0; iw < w1; ++iw) {
+                    if (!(fabs(zc[iw] - wave[k]) < fabs(dwave[k] + cdelt3[iw]))) {
+                        continue;
+                    }
+                    double weight = area * wave_overlap(wave[k], dwave[k], zc[iw], cdelt3[iw]);
+                    if (weight > 0) {
+                        add_to_voxel(((long long)iw * ny + iy) * nx + ix, weight, flux[k], err[k], fluxv, weightv,
+                                     varv, ifluxv);
+                    }
+                }
+            }
+        }
+    }
+}
+
 GPUCAL_EXPORT_HOST_LAUNCHER(pointcloud_count_kernel)
 GPUCAL_EXPORT_HOST_LAUNCHER(pointcloud_emit_kernel)
 GPUCAL_EXPORT_HOST_LAUNCHER(drizzle_count_kernel)
